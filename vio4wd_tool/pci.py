@@ -1,0 +1,220 @@
+"""PCI devices, SR-IOV PFs/VFs, their net interfaces: probe, address syntax and VF checks."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+
+from .checks import check, fail, ok, skip, warn
+from .root import Root
+
+PCI_DIR = "/sys/bus/pci/devices"
+NET_DIR = "/sys/class/net"
+ROUTE4 = "/proc/net/route"
+ROUTE6 = "/proc/net/ipv6_route"
+PCI_RE = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]")
+ETH_CLASS = "0x0200"
+
+
+class PciAddressError(ValueError):
+    pass
+
+
+def normalize_pci(text: str) -> str:
+    """Strict `dddd:bb:dd.f` (hex, case-insensitive) -> lower case; raises PciAddressError."""
+    t = text.strip().lower()
+    if not PCI_RE.fullmatch(t):
+        raise PciAddressError(f"bad PCI address {text!r}: expected domain:bus:slot.function "
+                              "like 0000:05:10.1 (see `vio4wd-tool vfs status`)")
+    return t
+
+
+def is_pci(text: str) -> bool:
+    return bool(PCI_RE.fullmatch(text.strip().lower()))
+
+
+@dataclass
+class NetIf:
+    name: str
+    mac: str
+    operstate: str
+    addresses: list[str] = field(default_factory=list)  # global-scope addresses
+    routes: int = 0  # routes via this interface (beyond link-local/multicast)
+
+    @property
+    def carries_traffic(self) -> bool:
+        return bool(self.addresses or self.routes)
+
+
+@dataclass
+class PciDevice:
+    addr: str
+    cls: str
+    vendor: str
+    device: str
+    numa_node: int
+    driver: str | None
+    driver_override: str | None
+    iommu_group: int | None
+    sriov_totalvfs: int | None
+    sriov_numvfs: int | None
+    physfn: str | None
+    virtfns: list[str]
+    net: list[NetIf]
+
+    @property
+    def is_vf(self) -> bool:
+        return self.physfn is not None
+
+    @property
+    def is_pf(self) -> bool:
+        return self.sriov_totalvfs is not None
+
+    @property
+    def mac(self) -> str | None:
+        return self.net[0].mac if self.net else None
+
+
+@dataclass
+class PciInfo:
+    devices: dict[str, PciDevice]
+
+    def get(self, addr: str) -> PciDevice | None:
+        return self.devices.get(addr.lower())
+
+    def by_ifname(self, name: str) -> PciDevice | None:
+        for d in self.devices.values():
+            if any(n.name == name for n in d.net):
+                return d
+        return None
+
+
+def _routes(root: Root) -> dict[str, int]:
+    count: dict[str, int] = {}
+    for line in (root.read(ROUTE4, "") or "").splitlines()[1:]:
+        f = line.split()
+        if f:
+            count[f[0]] = count.get(f[0], 0) + 1
+    for line in (root.read(ROUTE6, "") or "").splitlines():
+        f = line.split()
+        if len(f) < 10:
+            continue
+        dst = f[0]
+        if dst.startswith("fe80") or dst.startswith("ff"):
+            continue
+        count[f[9]] = count.get(f[9], 0) + 1
+    return count
+
+
+def _addresses(root: Root) -> dict[str, list[str]]:
+    text = root.command("ip-addr", ["ip", "-j", "addr", "show"])
+    out: dict[str, list[str]] = {}
+    try:
+        data = json.loads(text) if text else []
+    except ValueError:
+        data = []
+    for link in data:
+        for a in link.get("addr_info", []):
+            if a.get("scope") == "global":
+                out.setdefault(link.get("ifname", ""), []).append(f"{a.get('local')}/{a.get('prefixlen')}")
+    return out
+
+
+def probe(root: Root) -> PciInfo:
+    routes = _routes(root)
+    addrs = _addresses(root)
+    devices = {}
+    for d in root.glob(PCI_DIR, "*"):
+        addr = d.rsplit("/", 1)[1]
+        nets = []
+        for ifname in root.listdir(f"{d}/net"):
+            nets.append(NetIf(name=ifname, mac=(root.read(f"{NET_DIR}/{ifname}/address", "") or "").lower(),
+                              operstate=root.read(f"{NET_DIR}/{ifname}/operstate", "unknown") or "unknown",
+                              addresses=addrs.get(ifname, []), routes=routes.get(ifname, 0)))
+        virtfns = sorted((root.link_name(f"{d}/{v}") for v in root.listdir(d) if v.startswith("virtfn")),
+                         key=lambda x: x or "")
+        grp = root.link_name(f"{d}/iommu_group")
+        override = root.read(f"{d}/driver_override")
+        devices[addr] = PciDevice(
+            addr=addr, cls=(root.read(f"{d}/class", "") or "")[:6], vendor=root.read(f"{d}/vendor", "") or "",
+            device=root.read(f"{d}/device", "") or "", numa_node=max(root.read_int(f"{d}/numa_node", -1), 0),
+            driver=root.link_name(f"{d}/driver"),
+            driver_override=None if override in (None, "", "(null)") else override,
+            iommu_group=int(grp) if grp and grp.isdigit() else None,
+            sriov_totalvfs=root.read_int(f"{d}/sriov_totalvfs"), sriov_numvfs=root.read_int(f"{d}/sriov_numvfs"),
+            physfn=root.link_name(f"{d}/physfn"), virtfns=[v for v in virtfns if v], net=nets)
+    return PciInfo(devices)
+
+
+# ---------------------------------------------------------------- checks
+
+@check("vf.present", "SR-IOV", "Checking configured VFs exist and use the chosen driver",
+       "each configured VF exists and is bound to the chosen driver (igb_uio or vfio-pci)")
+def check_vfs(host, intent):
+    if not intent.vfs:
+        return skip("no VFs configured (VIRTIOFWD_STATIC_VFS or --vf)")
+    out = []
+    for spec in intent.vfs:
+        if not is_pci(spec):
+            out.append(skip(f"{spec} is a DPDK vdev, not a PCI VF", subject=spec))
+            continue
+        addr = normalize_pci(spec)
+        dev = host.pci.get(addr)
+        if dev is None:
+            out.append(fail(f"{addr} does not exist", "create VFs: vio4wd-tool vfs create --pf IFACE "
+                            "--count N (role var vio4wd_sriov_vfs)", subject=addr))
+        elif dev.driver != intent.driver.replace("-", "_") and dev.driver != intent.driver:
+            out.append(fail(f"{addr} is bound to {dev.driver or 'no driver'}, not {intent.driver}",
+                            f"vio4wd-tool vfs bind {addr} --driver {intent.driver}", subject=addr))
+        else:
+            out.append(ok(f"{addr} bound to {dev.driver}", subject=addr))
+    return out
+
+
+@check("vf.not_in_use", "SR-IOV", "Checking VFs carry no host traffic",
+       "a VF handed to the forwarder is not an interface with addresses or routes")
+def check_not_in_use(host, intent):
+    out = []
+    for spec in intent.vfs:
+        if not is_pci(spec):
+            continue
+        dev = host.pci.get(normalize_pci(spec))
+        if dev is None:
+            continue
+        busy = [n for n in dev.net if n.carries_traffic]
+        if busy:
+            n = busy[0]
+            what = ", ".join(n.addresses) or f"{n.routes} route(s)"
+            out.append(fail(f"{dev.addr} is {n.name} with {what}: binding it would cut that traffic",
+                            f"move the addresses/routes off {n.name} (ip addr flush dev {n.name}) or "
+                            "pick another VF", subject=dev.addr))
+        else:
+            out.append(ok(f"{dev.addr} carries no addresses or routes", subject=dev.addr))
+    return out or skip("no PCI VFs configured")
+
+
+@check("vf.pf_up", "SR-IOV", "Checking the VFs' physical functions are up",
+       "the PF of every configured VF is administratively and operationally up")
+def check_pf_up(host, intent):
+    out = []
+    seen = set()
+    for spec in intent.vfs:
+        if not is_pci(spec):
+            continue
+        dev = host.pci.get(normalize_pci(spec))
+        if dev is None or dev.physfn is None or dev.physfn in seen:
+            continue
+        seen.add(dev.physfn)
+        pf = host.pci.get(dev.physfn)
+        if pf is None or not pf.net:
+            out.append(warn(f"PF {dev.physfn} has no net interface to check", "bind the PF to its kernel "
+                            "driver so VFs get link", subject=dev.physfn))
+            continue
+        n = pf.net[0]
+        if n.operstate != "up":
+            out.append(fail(f"PF {dev.physfn} ({n.name}) is {n.operstate}: its VFs have no link",
+                            f"ip link set {n.name} up (and check the cable/switch port)", subject=dev.physfn))
+        else:
+            out.append(ok(f"PF {dev.physfn} ({n.name}) is up", subject=dev.physfn))
+    return out or skip("no PCI VFs with a PF configured")
