@@ -128,7 +128,9 @@ def probe(root: Root) -> PciInfo:
     for d in root.glob(PCI_DIR, "*"):
         addr = d.rsplit("/", 1)[1]
         nets = []
-        for ifname in root.listdir(f"{d}/net"):
+        # a virtio NIC's interface hangs below its virtioN child device
+        ifnames = root.listdir(f"{d}/net") + [i for v in root.glob(d, "virtio[0-9]*") for i in root.listdir(f"{v}/net")]
+        for ifname in ifnames:
             nets.append(NetIf(name=ifname, mac=(root.read(f"{NET_DIR}/{ifname}/address", "") or "").lower(),
                               operstate=root.read(f"{NET_DIR}/{ifname}/operstate", "unknown") or "unknown",
                               addresses=addrs.get(ifname, []), routes=routes.get(ifname, 0)))

@@ -53,13 +53,13 @@ def start_testpmd(netns: str, sock: Path, client: bool, log: Path) -> subprocess
     vhost = f"net_vhost0,iface={sock}" + (",client=1" if client else "")
     cmd = ["ip", "netns", "exec", netns, "dpdk-testpmd", "-l", "0-1", "--no-huge", "-m", "256",
            "--no-shconf", "--no-pci", "--vdev", vhost, "--vdev", f"net_tap0,iface={TAP}",
-           "--", "--forward-mode=io", "--auto-start"]
+           "--", "--forward-mode=io", "--auto-start", "--total-num-mbufs=8192"]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
-    while subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "show", TAP],
-                         capture_output=True).returncode != 0:
+    while "Press enter to exit" not in log.read_text(errors="replace"):
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"testpmd did not create {TAP}:\n{log.read_text(errors='replace')}")
+            stop(proc)
+            raise AssertionError(f"testpmd did not start:\n{log.read_text(errors='replace')}")
         time.sleep(0.2)
     subprocess.run(["ip", "netns", "exec", netns, "ip", "addr", "add", f"{HOST_IP}/24", "dev", TAP], check=True)
     subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "set", TAP, "up"], check=True)
