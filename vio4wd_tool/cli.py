@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 
 from . import __version__
+from .actions import ActionError
 from .root import Root
 
 EXIT_USAGE = 2
+# modules that add their own sub-commands with register(subparsers): one concern, one module
+COMMAND_MODULES: list[str] = []
 
 
 class UsageError(Exception):
@@ -109,13 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_capture)
 
-    for mod in ("vio4wd_tool.lab",):
-        try:
-            m = __import__(mod, fromlist=["register"])
-        except ImportError:
-            continue
-        if hasattr(m, "register"):
-            m.register(sub)
+    for mod in COMMAND_MODULES:
+        m = importlib.import_module(f"vio4wd_tool.{mod}")
+        m.register(sub)
     return p
 
 
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except UsageError as e:
+    except (UsageError, ActionError) as e:
         print(f"vio4wd-tool {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except PermissionError as e:
