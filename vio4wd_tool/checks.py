@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 
 class Status(str, enum.Enum):
@@ -78,7 +78,3 @@ def fail(finding: str, fix: str, subject: str = "") -> Result:
 
 def skip(finding: str, subject: str = "") -> Result:
     return Result("", Status.SKIP, finding, subject=subject)
-
-
-def results_iter(items: Iterable[Result]) -> Iterator[Result]:
-    yield from items

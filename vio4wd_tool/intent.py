@@ -68,8 +68,7 @@ class Intent:
     def to_json(self) -> dict:
         return {"source": self.source, "driver": self.driver, "jumbo": self.jumbo, "relays": self.relays,
                 "numa_node": self.numa_node, "workers": self.workers, "main_lcore": self.main_lcore,
-                "vfs": {str(k): v for k, v in self.static_vfs.items()} | {"-": v for v in self.extra_vfs}
-                if self.extra_vfs else {str(k): v for k, v in self.static_vfs.items()},
+                "vfs": {str(k): v for k, v in self.static_vfs.items()}, "unassigned_vfs": self.extra_vfs,
                 "huge_dir": self.huge_dir, "vhost_client": self.vhost_client,
                 "socket": self.socket_path(0).replace("0", "%u") if "%u" in self.socket_pattern
                 else self.socket_path(0),

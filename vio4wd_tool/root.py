@@ -110,9 +110,11 @@ class Root:
             return self.facts[name]
         if self.live:
             value = compute()
-        else:
-            value = self.read(f"{FACTS_DIR}/{name}")
-            self.recorded is not None and self.recorded.discard(f"/{FACTS_DIR}/{name}")
+        else:  # not recorded as a file: capture() writes every fact itself
+            try:
+                value = self.path(f"{FACTS_DIR}/{name}").read_text()
+            except OSError:
+                value = None
         self.facts[name] = value
         return value
 
