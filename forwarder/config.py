@@ -287,17 +287,12 @@ class ForwarderSettings:
     extra_eal_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.socket_pattern.count("%u") != 1 or "%" in self.socket_pattern.replace("%u", ""):
-            raise ConfigError(f"socket pattern {self.socket_pattern!r}: needs exactly one %u "
-                              "and no other %, e.g. virtio-forwarder%u.sock")
-        if "/" in self.socket_pattern:
-            raise ConfigError(f"socket pattern {self.socket_pattern!r}: a file name, no '/' "
-                              "(the directory is VIRTIOFWD_SOCKET_DIR / -V)")
         for relay, (a, b) in self.cpu_pins.items():
             for cpu in (a, b):
                 if cpu is not None and cpu not in self.cpus:
-                    raise ConfigError(f"CPU pin {relay}:{a}{'' if b is None else f',{b}'}: CPU "
-                                      f"{cpu} is not a worker CPU {self.cpus} (VIRTIOFWD_CPU_MASK/-C)")
+                    raise ConfigError(f"VIRTIOFWD_CPU_PINS/-c {relay}:{a}"
+                                      f"{'' if b is None else f',{b}'}: CPU {cpu} is not a "
+                                      f"worker CPU {self.cpus} (VIRTIOFWD_CPU_MASK/-C)")
 
     @property
     def pidfile(self) -> str:
@@ -340,7 +335,7 @@ class ForwarderSettings:
             "VIRTIOFWD_ZMQ_STATS_EP": ("zmq_stats_ep", _endpoint),
             "VIRTIOFWD_ZMQ_CORE_SCHED_EP": ("zmq_core_sched_ep", _endpoint),
             "VIRTIOFWD_SOCKET_DIR": ("socket_dir", _nonempty_path),
-            "VIRTIOFWD_SOCKET_FNAME_PATTERN": ("socket_pattern", lambda n, v: v),
+            "VIRTIOFWD_SOCKET_FNAME_PATTERN": ("socket_pattern", parse_socket_pattern),
             "VIRTIOFWD_MASTER_LCORE": ("master_lcore",
                                        lambda n, v: parse_int(n, v, 0, 4095) if v else None),
             "VIRTIOFWD_VHOST_CLIENT": ("vhost_client", parse_bool),
@@ -392,6 +387,13 @@ def _check_static_vfs(vfs: list[tuple[str, int]], name: str) -> None:
             raise ConfigError(f"{name}: relay {relay} given twice ({seen[relay]} and {vf}); "
                               "one VF per relay")
         seen[relay] = vf
+
+
+def parse_socket_pattern(name: str, value: str) -> str:
+    if value.count("%u") != 1 or "%" in value.replace("%u", "") or "/" in value:
+        raise ConfigError(f"{name}={value!r}: expected a file name with exactly one %u, no "
+                          "other % and no '/', e.g. virtio-forwarder%u.sock")
+    return value
 
 
 def _nonempty_path(name: str, value: str) -> str:
@@ -450,8 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
       help="stay in the foreground; '-n log_syslog' / '--nodaemon=log_syslog' logs to syslog")
     a("-l", "--loglevel", type=_arg(lambda n, v: parse_int(n, v, 0, 7), "-l/--loglevel"),
       help="syslog level 0-7 (default 6)")
-    a("-p", "--pid-path", metavar="DIR", help=f"pidfile directory (default {DEFAULT_PID_DIR})")
-    a("-H", "--huge-dir", help=f"hugetlbfs mount (default {DEFAULT_HUGE_DIR})")
+    a("-p", "--pid-path", metavar="DIR", type=_arg(_nonempty_path, "-p/--pid-path"), help=f"pidfile directory (default {DEFAULT_PID_DIR})")
+    a("-H", "--huge-dir", type=_arg(_nonempty_path, "-H/--huge-dir"), help=f"hugetlbfs mount (default {DEFAULT_HUGE_DIR})")
     a("-O", "--ovsdb-sock", help="OVSDB unix socket to watch for VF ports")
     a("-Y", "--zmq-config-ep", type=_arg(_endpoint, "-Y"))
     a("-Z", "--zmq-port-control-ep", type=_arg(_endpoint, "-Z"))
@@ -459,8 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("-s", "--zmq-core-sched-ep", type=_arg(_endpoint, "-s"))
     a("-u", "--vhost-username", help="owner of the sockets (default libvirt-qemu; '' inherit)")
     a("-g", "--vhost-groupname", help="group of the sockets (default kvm; '' inherit)")
-    a("-V", "--vhost-path", help=f"socket directory (default {DEFAULT_SOCKET_DIR})")
-    a("-S", "--vhost-socket", help=f"socket file pattern with one %%u (default "
+    a("-V", "--vhost-path", type=_arg(_nonempty_path, "-V/--vhost-path"), help=f"socket directory (default {DEFAULT_SOCKET_DIR})")
+    a("-S", "--vhost-socket", type=_arg(parse_socket_pattern, "-S/--vhost-socket"), help=f"socket file pattern with one %%u (default "
       f"{DEFAULT_SOCKET_PATTERN.replace('%', '%%')})")
     a("-c", "--virtio-cpu", action="append", default=[], metavar="RELAY:CPU[,CPU]",
       help="pin a relay: first CPU VF->VM, second VM->VF")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import vio4wd_tool
+from testlib import vio4wd_tool
 
 NR = Path("/proc/sys/vm/nr_hugepages")
 EXE = [str(Path(sys.executable).parent / "vio4wd-tool")]

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from . import hugepages, iommu, irq, kmod, pci, placement, virt, cpu  # noqa: F401  (register checks)
+from . import hugepages, iommu, irq, kmod, pci, placement, sriov, virt, cpu  # noqa: F401  (register checks)
 from .checks import REGISTRY, Result, Status
 from .host import Host
 from .intent import Intent

@@ -239,3 +239,421 @@ def check_max_map_count(host, intent):
                     f"sysctl -w vm.max_map_count={need + 1} and persist in /etc/sysctl.d "
                     "(vio4wd-tool hugepages does both)")
     return ok(f"vm.max_map_count={v} > {need}")
+
+
+# ---------------------------------------------------------------- action: vio4wd-tool hugepages
+#
+# Runtime reservation per node and size, one hugetlbfs mount per size (persisted as systemd mount
+# units), <mount>/libvirt owned by the qemu user and kvm, vm.max_map_count > 2 x pages.  In a
+# captured tree (a non-live Root) the tree's files stand in for the kernel: nr_hugepages is
+# written there and a mount is appended to its /proc/mounts, so the file-level logic and
+# idempotence can be tested where the kernel is not involved.
+
+SYSCTL_FILE = "/etc/sysctl.d/80-vio4wd-hugepages.conf"
+UNIT_DIR = "/etc/systemd/system"
+TMPFILES_FILE = "/etc/tmpfiles.d/vio4wd-hugepages.conf"
+COMPACT_MEMORY = "/proc/sys/vm/compact_memory"
+MAX_MAP_COUNT_DEFAULT = 65530
+MANAGED = "# managed by vio4wd-tool hugepages: edits are overwritten\n"
+
+
+def pool_file(size_kb: int, node: int | None) -> str:
+    if node is None:
+        return f"{GLOBAL_DIR}/hugepages-{size_kb}kB/nr_hugepages"
+    return f"{NODE_DIR}/node{node}/hugepages/hugepages-{size_kb}kB/nr_hugepages"
+
+
+def systemd_escape_path(path: str) -> str:
+    """`systemd-escape --path`: /dev/hugepages-1G -> dev-hugepages\\x2d1G."""
+    p = path.strip("/")
+    if not p:
+        return "-"
+    out = []
+    for i, ch in enumerate(p):
+        if ch == "/":
+            out.append("-")
+        elif ch.isascii() and (ch.isalnum() or ch in ":_" or (ch == "." and i > 0)):
+            out.append(ch)
+        else:
+            out.append("".join(f"\\x{b:02x}" for b in ch.encode()))
+    return "".join(out)
+
+
+def mount_unit_name(path: str) -> str:
+    return systemd_escape_path(path) + ".mount"
+
+
+def mount_unit_text(path: str, size_kb: int) -> str:
+    return (MANAGED + "[Unit]\n"
+            f"Description=Huge Pages File System ({size_label(size_kb)} pages) for vio4wd\n"
+            "Documentation=https://docs.kernel.org/admin-guide/mm/hugetlbpage.html\n"
+            "DefaultDependencies=no\nBefore=sysinit.target\n"
+            f"ConditionPathExists={GLOBAL_DIR}/hugepages-{size_kb}kB\n"
+            "ConditionCapability=CAP_SYS_ADMIN\nConditionVirtualization=!private-users\n\n"
+            "[Mount]\nWhat=hugetlbfs\n"
+            f"Where={path}\nType=hugetlbfs\nOptions=pagesize={size_label(size_kb)}\n\n"
+            "[Install]\nWantedBy=sysinit.target\n")
+
+
+@dataclass
+class HugeRequest:
+    """What `vio4wd-tool hugepages` should make true."""
+
+    pages: dict  # (size_kb, node or None) -> pages
+    mounts: dict  # size_kb -> mount point ({} = leave mounts alone)
+    qemu_user: str | None = None  # "user[:group]"; None: libvirt-qemu/qemu and kvm when present
+    retries: int = 5
+    persist: bool = True
+    persist_root: Root | None = None  # where units/sysctl.d/tmpfiles.d go (default: the host root)
+
+
+def _node_dirs(root: Root) -> list[int]:
+    return sorted(int(d.rsplit("node", 1)[1]) for d in root.glob(NODE_DIR, "node[0-9]*"))
+
+
+def validate(root: Root, hp: HugeInfo, req: HugeRequest) -> None:
+    """Refuse bad input before anything is touched; messages name the value and the fix."""
+    from .actions import ActionError
+
+    nodes = _node_dirs(root)
+    per_node_kb: dict = {}
+    for (size, node), n in req.pages.items():
+        flag = f"--pages-{size_label(size).lower()}"
+        if n < 0:
+            raise ActionError(f"{flag} {n}: a page count cannot be negative")
+        if node is not None and node not in nodes:
+            have = ", ".join(map(str, nodes)) or "none"
+            raise ActionError(f"--node {node}: no such NUMA node (this host has node(s) {have})")
+        if not root.exists(pool_file(size, node).rsplit("/", 1)[0]):
+            why = " (the CPU lacks pdpe1gb?)" if size == SIZE_1G else ""
+            raise ActionError(f"{flag}: the kernel offers no {size_label(size)} pages"
+                              + (f" on node {node}" if node is not None else "") + why)
+        per_node_kb[node] = per_node_kb.get(node, 0) + n * size
+    for node, kb in per_node_kb.items():
+        mem = hp.node_mem_kb.get(node) if node is not None else hp.mem_total_kb
+        if mem and kb >= mem:
+            raise ActionError(f"{kb // 1024} MiB of hugepages do not fit into the {mem // 1024} MiB of "
+                              + (f"node {node}" if node is not None else "this host")
+                              + ": lower --pages-2m/--pages-1g (or reserve on another --node)")
+    for size, path in req.mounts.items():
+        if not path.startswith("/") or path.rstrip("/") in ("", "/dev", "/proc", "/sys", "/run"):
+            raise ActionError(f"mount point {path!r} for {size_label(size)} pages: give an absolute "
+                              "directory of its own, like /dev/hugepages")
+    if len(set(req.mounts.values())) != len(req.mounts):
+        raise ActionError("the 2 MiB and 1 GiB mounts need different directories (one page size per "
+                          "directory, or DPDK's EAL hangs)")
+
+
+def _reserve(root: Root, size_kb: int, node: int | None, want: int, retries: int) -> int:
+    """Write nr_hugepages, read it back; retry (compacting memory) a bounded number of times."""
+    from .actions import ActionError, write_sysfs
+    import time
+
+    f = pool_file(size_kb, node)
+    if not root.live:
+        _tree_set_pool(root, size_kb, node, want)
+        return root.read_int(f, 0)
+    got = 0
+    for attempt in range(max(retries, 1)):
+        write_sysfs(root.path(f), f"{want}\n")
+        got = root.read_int(f, 0)
+        if got == want:
+            return got
+        if got > want:  # pages in use cannot be freed: the kernel keeps them as surplus
+            return got
+        try:
+            write_sysfs(root.path(COMPACT_MEMORY), "1\n")
+        except ActionError:
+            pass
+        time.sleep(0.2 * (attempt + 1))
+    where = f" on node {node}" if node is not None else ""
+    raise ActionError(f"reserved only {got} of {want} {size_label(size_kb)} pages{where} after {retries} "
+                      f"tries (shortfall {want - got}): memory is fragmented or in use; free memory and "
+                      "run again, or reserve at boot (vio4wd-tool grub)")
+
+
+def _tree_set_pool(root: Root, size_kb: int, node: int | None, want: int) -> None:
+    """A captured tree's stand-in for the kernel: set the pool, keep free/global counts consistent."""
+    f = root.path(pool_file(size_kb, node))
+    old = root.read_int(pool_file(size_kb, node), 0)
+    delta = want - old
+    f.write_text(f"{want}\n")
+    dirs = [f.parent]
+    if node is not None:
+        dirs.append(root.path(f"{GLOBAL_DIR}/hugepages-{size_kb}kB"))
+        g = dirs[-1] / "nr_hugepages"
+        if g.exists():
+            g.write_text(f"{max(int(g.read_text().strip() or 0) + delta, 0)}\n")
+    for d in dirs:
+        fr = d / "free_hugepages"
+        if fr.exists():
+            fr.write_text(f"{max(int(fr.read_text().strip() or 0) + delta, 0)}\n")
+
+
+def _mount(root: Root, size_kb: int, path: str) -> None:
+    from .actions import run_cmd
+
+    real = root.path(path)
+    real.mkdir(parents=True, exist_ok=True)
+    if root.live:
+        run_cmd(["mount", "-t", "hugetlbfs", "-o", f"pagesize={size_label(size_kb)}", "hugetlbfs", path])
+    else:
+        mounts = root.path(MOUNTS).resolve()
+        mounts.parent.mkdir(parents=True, exist_ok=True)
+        with open(mounts, "a") as f:
+            f.write(f"hugetlbfs {path} hugetlbfs rw,relatime,pagesize={size_label(size_kb)} 0 0\n")
+
+
+def _qemu_owner(root: Root, spec: str | None):
+    """(user, group, uid, gid) of the qemu user and kvm group, or None when libvirt is absent."""
+    from .actions import ActionError
+    from . import virt
+
+    users, groups = {}, {}
+    for line in (root.read(virt.PASSWD, "") or "").splitlines():
+        f = line.split(":")
+        if len(f) >= 4 and f[2].isdigit() and f[3].isdigit():
+            users[f[0]] = (int(f[2]), int(f[3]))
+    for line in (root.read(virt.GROUP, "") or "").splitlines():
+        f = line.split(":")
+        if len(f) >= 3 and f[2].isdigit():
+            groups[f[0]] = int(f[2])
+    if spec:
+        user, _, group = spec.partition(":")
+        group = group or virt.KVM_GROUP
+        if user not in users:
+            raise ActionError(f"--qemu-user {spec}: no user {user!r} in /etc/passwd")
+        if group not in groups:
+            raise ActionError(f"--qemu-user {spec}: no group {group!r} in /etc/group")
+        return user, group, users[user][0], groups[group]
+    for user in virt.QEMU_USERS:
+        if user in users and virt.KVM_GROUP in groups:
+            return user, virt.KVM_GROUP, users[user][0], groups[virt.KVM_GROUP]
+    return None
+
+
+def hugepages_action(root: Root, req: HugeRequest):
+    """Plan (and, through `actions.execute`, apply) reservations, mounts and max_map_count."""
+    from .actions import ActionError, ActionResult, Change, file_change, write_sysfs, run_cmd
+
+    hp = probe(root)
+    validate(root, hp, req)
+    proot = req.persist_root or root
+    res = ActionResult("hugepages")
+    reserved: dict = {}
+
+    # 1. runtime reservations
+    final: dict = {}
+    for (size, node), want in sorted(req.pages.items(), key=lambda kv: (kv[0][0], -1 if kv[0][1] is None else kv[0][1])):
+        p = hp.pool(size, node)
+        cur = p.total if p else 0
+        final[(size, node)] = want
+        key = f"{size_label(size)}" + (f"/node{node}" if node is not None else "")
+        reserved[key] = {"size_kb": size, "node": node, "pages": want, "before": cur}
+        if cur == want:
+            continue
+        where = f" on node {node}" if node is not None else ""
+
+        def apply(size=size, node=node, want=want, key=key):
+            reserved[key]["after"] = _reserve(root, size, node, want, req.retries)
+
+        res.changes.append(Change(f"{'reserve' if want > cur else 'release'} {size_label(size)} pages{where}: "
+                                  f"{cur} -> {want} ({pool_file(size, node)})", apply=apply))
+    if req.pages:
+        res.notes.append("runtime reservation only: reserve at boot too with vio4wd-tool grub")
+    res.data["pages"] = reserved
+
+    # 2. hugetlbfs mounts, one per size, persisted as mount units; libvirt dirs
+    owner = _qemu_owner(root, req.qemu_user) if req.mounts else None
+    tmpfiles = []
+    for size, path in sorted(req.mounts.items()):
+        path = "/" + path.strip("/")
+        here = [m for m in hp.hugetlbfs if m.target == path]
+        sizes = {hp.mount_size(m) for m in here}
+        elsewhere = [m.target for m in hp.hugetlbfs if m.target != path and hp.mount_size(m) == size]
+        if len(here) > 1:
+            raise ActionError(f"{path} is mounted {len(here)} times: DPDK's EAL deadlocks on its own flock; "
+                              f"umount {path} until one mount is left, then run again")
+        if here and sizes != {size}:
+            raise ActionError(f"{path} is a hugetlbfs of {size_label(sizes.pop())} pages, not "
+                              f"{size_label(size)}: umount {path} or choose another --mount-"
+                              f"{size_label(size).lower()}")
+        if not here and elsewhere:
+            raise ActionError(f"{size_label(size)} pages are already mounted at {elsewhere[0]}: a second "
+                              f"mount at {path} is refused; use it (--mount-{size_label(size).lower()} "
+                              f"{elsewhere[0]}) or umount it first")
+        if not here:
+            res.changes.append(Change(f"mount hugetlbfs ({size_label(size)} pages) at {path}",
+                                      apply=lambda s=size, p=path: _mount(root, s, p)))
+        if req.persist:
+            unit = f"{UNIT_DIR}/{mount_unit_name(path)}"
+            c = file_change(proot, unit, mount_unit_text(path, size),
+                            after=lambda: _daemon_reload(proot))
+            if c:
+                res.changes.append(c)
+            link = f"{UNIT_DIR}/sysinit.target.wants/{mount_unit_name(path)}"
+            if proot.link_name(link) != mount_unit_name(path):
+                res.changes.append(Change(f"enable {mount_unit_name(path)} ({link})",
+                                          apply=lambda l=link, u=unit: _symlink(proot, l, u)))
+        if owner:
+            user, group, uid, gid = owner
+            d = f"{path}/libvirt"
+            st = root.stat(d)
+            tmpfiles.append(f"d {d} 0755 {user} {group} -\n")
+            if st is None or (st.st_uid, st.st_gid) != (uid, gid):
+                res.changes.append(Change(f"{'create' if st is None else 'chown'} {d} owned by {user}:{group}",
+                                          apply=lambda d=d, uid=uid, gid=gid: _owned_dir(root, d, uid, gid)))
+    if req.mounts and owner is None:
+        res.notes.append("no qemu user (libvirt-qemu/qemu) with group kvm: <mount>/libvirt dirs skipped "
+                         "(install libvirt-daemon-system, or give --qemu-user)")
+    if tmpfiles and req.persist:
+        c = file_change(proot, TMPFILES_FILE, MANAGED + "".join(tmpfiles))
+        if c:
+            res.changes.append(c)
+
+    # 3. vm.max_map_count > 2 x pages (DPDK maps every page)
+    if req.pages:
+        total = 0
+        nodes = hp.nodes()
+        for size in {p.size_kb for p in hp.pools} | {s for s, _ in final}:
+            if nodes:
+                for n in nodes:
+                    p = hp.pool(size, n)
+                    total += final.get((size, n), p.total if p else 0)
+            else:
+                p = hp.pool(size, None)
+                total += final.get((size, None), p.total if p else 0)
+        live = hp.max_map_count or MAX_MAP_COUNT_DEFAULT
+        persisted = None
+        text = proot.read(SYSCTL_FILE)
+        if text:
+            m = re.search(r"^\s*vm\.max_map_count\s*=\s*(\d+)", text, re.M)
+            persisted = int(m.group(1)) if m else None
+        res.data["max_map_count"] = {"pages": total, "need_above": 2 * total, "live": live}
+        if not (live > 2 * total and (persisted is None or persisted > 2 * total)):
+            want = max(live, 2 * total + 1)
+            if live < want:
+                res.changes.append(Change(f"sysctl vm.max_map_count: {live} -> {want}",
+                                          apply=lambda w=want: write_sysfs(root.path(MAX_MAP_COUNT), f"{w}\n")))
+            if req.persist:
+                c = file_change(proot, SYSCTL_FILE, MANAGED + f"vm.max_map_count = {want}\n")
+                if c:
+                    res.changes.append(c)
+    return res
+
+
+def _daemon_reload(proot: Root) -> None:
+    from .actions import run_cmd
+
+    if proot.live and proot.is_dir("/run/systemd/system"):
+        run_cmd(["systemctl", "daemon-reload"])
+
+
+def _symlink(proot: Root, link: str, target: str) -> None:
+    import os
+
+    real = proot.path(link)
+    real.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(real):
+        real.unlink()
+    os.symlink(target if proot.live else os.path.relpath(proot.path(target), real.parent), real)
+
+
+def _owned_dir(root: Root, d: str, uid: int, gid: int) -> None:
+    import os
+
+    real = root.path(d)
+    real.mkdir(parents=True, exist_ok=True)
+    os.chown(real, uid, gid)
+    os.chmod(real, 0o755)
+
+
+def request_from_plan(plan: dict) -> dict:
+    """(size_kb, node) -> pages from a vio4wd.plan/1 plan."""
+    pages = {}
+    for key, size in (("hugepages_2m", SIZE_2M), ("hugepages_1g", SIZE_1G)):
+        for node, n in (plan.get(key) or {}).items():
+            pages[(size, int(node))] = int(n)
+    return pages
+
+
+def load_plan_file(path: str, root: Root | None = None) -> dict:
+    """The saved plan (`plan.load_plan`: errors name the fix)."""
+    from .plan import load_plan
+
+    return load_plan(path, root)
+
+
+DEFAULT_PLAN = "/etc/vio4wd/plan.json"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("hugepages", help="reserve hugepages per NUMA node, mount hugetlbfs once per size, "
+                       "libvirt dirs, vm.max_map_count",
+                       description="Reserve hugepages at runtime per NUMA node and size, mount hugetlbfs "
+                       "once per page size (persisted as systemd mount units), create <mount>/libvirt for "
+                       "the qemu user, and keep vm.max_map_count above 2 x pages (persisted in "
+                       "/etc/sysctl.d). Without options: everything the plan file asks for.")
+    p.add_argument("--root", default="/", help="act on a captured tree instead of this host")
+    p.add_argument("--node", type=int, help="NUMA node for --pages-2m/--pages-1g (default: the only node)")
+    p.add_argument("--pages-2m", type=int, metavar="N", help="2 MiB pages to hold on the node (total, not added)")
+    p.add_argument("--pages-1g", type=int, metavar="N", help="1 GiB pages to hold on the node")
+    p.add_argument("--mounts", action="store_true", help="mount hugetlbfs per size (2 MiB; 1 GiB when the "
+                   "kernel offers it), persist, create libvirt dirs")
+    p.add_argument("--mount-2m", default=DEFAULT_MOUNTS[SIZE_2M], metavar="DIR")
+    p.add_argument("--mount-1g", default=DEFAULT_MOUNTS[SIZE_1G], metavar="DIR")
+    p.add_argument("--qemu-user", metavar="USER[:GROUP]", help="owner of <mount>/libvirt (default "
+                   "libvirt-qemu or qemu, group kvm)")
+    p.add_argument("--retries", type=int, default=5, help="reservation read-back attempts (default 5)")
+    p.add_argument("--plan", metavar="PATH", help=f"take pages per node from a plan file (default "
+                   f"{DEFAULT_PLAN} when no other option is given)")
+    p.add_argument("--no-persist", dest="persist", action="store_false",
+                   help="runtime only: no mount units, sysctl.d or tmpfiles.d files")
+    p.add_argument("--persist-root", metavar="DIR", help="write the persistent files below DIR (an image)")
+    p.add_argument("--check", action="store_true", help="show what would change (with diffs); change nothing")
+    p.add_argument("--json", action="store_true", help="machine-readable result (vio4wd.action/1)")
+    p.set_defaults(func=cmd_hugepages)
+
+
+def cmd_hugepages(args) -> int:
+    import os
+    from .actions import ActionError, emit, execute, require_root
+
+    root = Root(args.root)
+    pages: dict = {}
+    plan_path = args.plan
+    explicit = args.pages_2m is not None or args.pages_1g is not None or args.mounts
+    if args.node is not None and args.pages_2m is None and args.pages_1g is None:
+        raise ActionError(f"--node {args.node} needs --pages-2m N and/or --pages-1g N")
+    if args.retries < 1:
+        raise ActionError(f"--retries {args.retries}: give at least 1")
+    if plan_path:
+        pages.update(request_from_plan(load_plan_file(plan_path)))
+    elif not explicit:
+        if not os.path.exists(root.path(DEFAULT_PLAN)):
+            raise ActionError("nothing to do: give --node N --pages-2m N, --pages-1g N, --mounts, or --plan "
+                              f"PATH (no {DEFAULT_PLAN}: vio4wd-tool plan writes it)")
+        plan_path = DEFAULT_PLAN
+        pages.update(request_from_plan(load_plan_file(DEFAULT_PLAN, root)))
+    if args.pages_2m is not None or args.pages_1g is not None:
+        nodes = _node_dirs(root)
+        node = args.node
+        if node is None:
+            if len(nodes) > 1:
+                raise ActionError(f"this host has {len(nodes)} NUMA nodes: say which with --node N "
+                                  "(vio4wd-tool plan tells the workers' node)")
+            node = nodes[0] if nodes else None
+        for size, n in ((SIZE_2M, args.pages_2m), (SIZE_1G, args.pages_1g)):
+            if n is not None:
+                pages[(size, node)] = n
+    mounts = {}
+    if args.mounts or (plan_path and not explicit):
+        mounts[SIZE_2M] = args.mount_2m
+        if root.exists(f"{GLOBAL_DIR}/hugepages-{SIZE_1G}kB"):
+            mounts[SIZE_1G] = args.mount_1g
+    req = HugeRequest(pages=pages, mounts=mounts, qemu_user=args.qemu_user, retries=args.retries,
+                      persist=args.persist, persist_root=Root(args.persist_root) if args.persist_root else None)
+    res = hugepages_action(root, req)
+    if res.changes and not args.check and root.live:
+        require_root("vio4wd-tool hugepages")
+    return emit(execute(res, args.check), args.json)

@@ -1,4 +1,4 @@
-"""PCI devices, SR-IOV PFs/VFs, their net interfaces: probe, address syntax and VF checks."""
+"""PCI devices, SR-IOV PFs/VFs, their net interfaces: probe and address syntax."""
 from __future__ import annotations
 
 import ipaddress
@@ -6,7 +6,6 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from .checks import check, fail, ok, skip, warn
 from .root import Root
 
 PCI_DIR = "/sys/bus/pci/devices"
@@ -148,75 +147,4 @@ def probe(root: Root) -> PciInfo:
             physfn=root.link_name(f"{d}/physfn"), virtfns=[v for v in virtfns if v], net=nets)
     return PciInfo(devices)
 
-
-# ---------------------------------------------------------------- checks
-
-@check("vf.present", "SR-IOV", "Checking configured VFs exist and use the chosen driver",
-       "each configured VF exists and is bound to the chosen driver (igb_uio or vfio-pci)")
-def check_vfs(host, intent):
-    if not intent.vfs:
-        return skip("no VFs configured (VIRTIOFWD_STATIC_VFS or --vf)")
-    out = []
-    for spec in intent.vfs:
-        if not is_pci(spec):
-            out.append(skip(f"{spec} is a DPDK vdev, not a PCI VF", subject=spec))
-            continue
-        addr = normalize_pci(spec)
-        dev = host.pci.get(addr)
-        if dev is None:
-            out.append(fail(f"{addr} does not exist", "create VFs: vio4wd-tool vfs create --pf IFACE "
-                            "--count N (role var vio4wd_sriov_vfs)", subject=addr))
-        elif dev.driver != intent.driver.replace("-", "_") and dev.driver != intent.driver:
-            out.append(fail(f"{addr} is bound to {dev.driver or 'no driver'}, not {intent.driver}",
-                            f"vio4wd-tool vfs bind {addr} --driver {intent.driver}", subject=addr))
-        else:
-            out.append(ok(f"{addr} bound to {dev.driver}", subject=addr))
-    return out
-
-
-@check("vf.not_in_use", "SR-IOV", "Checking VFs carry no host traffic",
-       "a VF handed to the forwarder is not an interface with addresses or routes")
-def check_not_in_use(host, intent):
-    out = []
-    for spec in intent.vfs:
-        if not is_pci(spec):
-            continue
-        dev = host.pci.get(normalize_pci(spec))
-        if dev is None:
-            continue
-        busy = [n for n in dev.net if n.carries_traffic]
-        if busy:
-            n = busy[0]
-            what = ", ".join(n.addresses) or f"{n.routes} route(s)"
-            out.append(fail(f"{dev.addr} is {n.name} with {what}: binding it would cut that traffic",
-                            f"move the addresses/routes off {n.name} (ip addr flush dev {n.name}) or "
-                            "pick another VF", subject=dev.addr))
-        else:
-            out.append(ok(f"{dev.addr} carries no addresses or routes", subject=dev.addr))
-    return out or skip("no PCI VFs configured")
-
-
-@check("vf.pf_up", "SR-IOV", "Checking the VFs' physical functions are up",
-       "the PF of every configured VF is administratively and operationally up")
-def check_pf_up(host, intent):
-    out = []
-    seen = set()
-    for spec in intent.vfs:
-        if not is_pci(spec):
-            continue
-        dev = host.pci.get(normalize_pci(spec))
-        if dev is None or dev.physfn is None or dev.physfn in seen:
-            continue
-        seen.add(dev.physfn)
-        pf = host.pci.get(dev.physfn)
-        if pf is None or not pf.net:
-            out.append(warn(f"PF {dev.physfn} has no net interface to check", "bind the PF to its kernel "
-                            "driver so VFs get link", subject=dev.physfn))
-            continue
-        n = pf.net[0]
-        if n.operstate != "up":
-            out.append(fail(f"PF {dev.physfn} ({n.name}) is {n.operstate}: its VFs have no link",
-                            f"ip link set {n.name} up (and check the cable/switch port)", subject=dev.physfn))
-        else:
-            out.append(ok(f"PF {dev.physfn} ({n.name}) is up", subject=dev.physfn))
-    return out or skip("no PCI VFs with a PF configured")
+# the vf.* doctor checks live in sriov.py, beside the VF actions

@@ -48,12 +48,13 @@ def sockdir(tmp_path_factory):
         shutil.rmtree(path, ignore_errors=True)
 
 
-def start_testpmd(netns: str, sock: Path, client: bool, log: Path) -> subprocess.Popen:
+def start_testpmd(netns: str, sock: Path, client: bool, log: Path, queues: int = 1) -> subprocess.Popen:
     """testpmd in the netns: net_vhost0 on sock <-> net_tap0 (iface vtap0) in io mode."""
-    vhost = f"net_vhost0,iface={sock}" + (",client=1" if client else "")
-    cmd = ["ip", "netns", "exec", netns, "dpdk-testpmd", "-l", "0-1", "--no-huge", "-m", "256",
+    vhost = f"net_vhost0,iface={sock},queues={queues}" + (",client=1" if client else "")
+    cmd = ["ip", "netns", "exec", netns, "stdbuf", "-oL", "dpdk-testpmd", "-l", "0-1", "--no-huge", "-m", "256",
            "--no-shconf", "--no-pci", "--vdev", vhost, "--vdev", f"net_tap0,iface={TAP}",
-           "--", "--forward-mode=io", "--auto-start", "--total-num-mbufs=8192"]
+           "--", "--forward-mode=io", "--auto-start", "--total-num-mbufs=8192",
+           f"--rxq={queues}", f"--txq={queues}"]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while "Press enter to exit" not in log.read_text(errors="replace"):
@@ -115,9 +116,10 @@ def test_ping_through_testpmd(netns, sockdir, tmp_path, guest_server):
 def test_multiqueue_guest(netns, sockdir, tmp_path):
     """queues=2 with smp=2: the guest's virtio-net exposes and enables both queue pairs."""
     sock = sockdir / "vu0.sock"
-    testpmd = start_testpmd(netns, sock, client=False, log=tmp_path / "testpmd.log")
+    testpmd = start_testpmd(netns, sock, client=False, log=tmp_path / "testpmd.log", queues=2)
     try:
         with VhostGuest(sock, ip_cidr=f"{GUEST_IP}/24", queues=2, smp=2) as guest:
+            print(f"2-vCPU guest ready after {guest.boot_seconds:.1f} s")
             queues = guest.run("ls /sys/class/net/eth0/queues").split()
             assert sorted(queues) == ["rx-0", "rx-1", "tx-0", "tx-1"], queues
             ping_both_ways(netns, guest)

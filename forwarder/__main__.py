@@ -1,0 +1,4 @@
+"""`python -m forwarder` == `virtio-forwarder`."""
+from .daemon import main
+
+raise SystemExit(main())
