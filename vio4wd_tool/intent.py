@@ -84,7 +84,7 @@ def from_config(root: Root, path: str = FORWARDER_CONFIG) -> Intent:
     env = fc.read_env_file(root.path(path))
     s = fc.ForwarderSettings.from_env(env)
     return Intent(driver="vfio-pci" if s.bind_vfio_pci else "igb_uio", jumbo=bool(s.jumbo or s.tso),
-                  relays=len(s.static_vfs) or None, workers=list(s.cpus), main_lcore=s.master_lcore,
+                  relays=len(set(rid for _, rid in s.static_vfs) | set(s.cpu_pins)) or None, workers=list(s.cpus), main_lcore=s.master_lcore,
                   static_vfs={rid: vf for vf, rid in s.static_vfs}, huge_dir=s.huge_dir,
                   vhost_client=s.vhost_client, socket_dir=s.socket_dir, socket_pattern=s.socket_pattern,
                   source=path)

@@ -64,7 +64,7 @@ def check_window(w, c0, mid, delay_s: float, elapsed_max: float) -> None:
     # the window starts before the probe and ends with these counters
     assert rate * elapsed_max >= w.pkts_rx_from_vf - mid["c"] - 1
     assert w.byte_rate_rx_from_vf == pytest.approx(64 * rate, rel=0.001)
-    assert mid["config_s"] < 0.5
+    assert mid["config_s"] < 1.0      # the 1 s contract
 
 
 def test_counters_and_rates_match_over_the_window(flow):
@@ -97,7 +97,7 @@ def test_concurrent_clients_do_not_disturb_each_other(flow):
     for _ in range(20):
         t = time.monotonic()
         fwdctl.stats(st, [0])
-        assert time.monotonic() - t < 0.5
+        assert time.monotonic() - t < 1.0
     th.join(10)
     assert not th.is_alive()
     w, c0, mid, elapsed = results["long"]
