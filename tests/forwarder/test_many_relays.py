@@ -1,5 +1,6 @@
 """Test 4: as many relays as the DPDK build allows (RTE_MAX_ETHPORTS: 32 on Debian), each
 carrying its own traffic both ways, at the same time."""
+
 import pytest
 
 from helpers import fwd_eal, fwd_settings, peer_eal, read_pcap, udp_frame, wait_for, write_pcap
