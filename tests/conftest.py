@@ -25,6 +25,10 @@ def capture_tree(tmp_path):
         if not src.is_dir():
             pytest.fail(f"missing capture {src}")
         dst = tmp_path / name
+        n = 1
+        while dst.exists():  # a second copy in the same test
+            n += 1
+            dst = tmp_path / f"{name}-{n}"
         shutil.copytree(src, dst, symlinks=True)
         return Tree(dst)
 
