@@ -1,8 +1,8 @@
 """cffi build script (API mode) for the C data plane: module `forwarder._dataplane`.
 
 Built by `pip install` through setup.py's `cffi_modules`; for development run
-`python forwarder/_dataplane_build.py` from the repository root (writes
-forwarder/_dataplane*.so).  Needs `libdpdk-dev` (pkg-config libdpdk).
+`python forwarder/_dataplane_build.py` (writes forwarder/_dataplane.abi3.so, as pip does).
+Needs `libdpdk-dev` (pkg-config libdpdk).
 """
 from pathlib import Path
 
@@ -41,6 +41,8 @@ ffibuilder.set_source_pkgconfig(
 if __name__ == "__main__":
     import shutil
     import tempfile
+    # the name `pip install -e .` gives it (cffi builds against the stable ABI), so that one
+    # file, the newest, is imported
     with tempfile.TemporaryDirectory() as tmp:
-        built = Path(ffibuilder.compile(tmpdir=tmp, verbose=False))
+        built = Path(ffibuilder.compile(tmpdir=tmp, target="_dataplane.abi3.so"))
         shutil.copy(built, HERE / built.name)

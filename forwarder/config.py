@@ -452,8 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
       help="stay in the foreground; '-n log_syslog' / '--nodaemon=log_syslog' logs to syslog")
     a("-l", "--loglevel", type=_arg(lambda n, v: parse_int(n, v, 0, 7), "-l/--loglevel"),
       help="syslog level 0-7 (default 6)")
-    a("-p", "--pid-path", metavar="DIR", type=_arg(_nonempty_path, "-p/--pid-path"), help=f"pidfile directory (default {DEFAULT_PID_DIR})")
-    a("-H", "--huge-dir", type=_arg(_nonempty_path, "-H/--huge-dir"), help=f"hugetlbfs mount (default {DEFAULT_HUGE_DIR})")
+    a("-p", "--pid-path", metavar="DIR", type=_arg(_nonempty_path, "-p/--pid-path"),
+      help=f"pidfile directory (default {DEFAULT_PID_DIR})")
+    a("-H", "--huge-dir", type=_arg(_nonempty_path, "-H/--huge-dir"),
+      help=f"hugetlbfs mount (default {DEFAULT_HUGE_DIR})")
     a("-O", "--ovsdb-sock", help="OVSDB unix socket to watch for VF ports")
     a("-Y", "--zmq-config-ep", type=_arg(_endpoint, "-Y"))
     a("-Z", "--zmq-port-control-ep", type=_arg(_endpoint, "-Z"))
@@ -461,8 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("-s", "--zmq-core-sched-ep", type=_arg(_endpoint, "-s"))
     a("-u", "--vhost-username", help="owner of the sockets (default libvirt-qemu; '' inherit)")
     a("-g", "--vhost-groupname", help="group of the sockets (default kvm; '' inherit)")
-    a("-V", "--vhost-path", type=_arg(_nonempty_path, "-V/--vhost-path"), help=f"socket directory (default {DEFAULT_SOCKET_DIR})")
-    a("-S", "--vhost-socket", type=_arg(parse_socket_pattern, "-S/--vhost-socket"), help=f"socket file pattern with one %%u (default "
+    a("-V", "--vhost-path", type=_arg(_nonempty_path, "-V/--vhost-path"),
+      help=f"socket directory (default {DEFAULT_SOCKET_DIR})")
+    a("-S", "--vhost-socket", type=_arg(parse_socket_pattern, "-S/--vhost-socket"),
+      help=f"socket file pattern with one %%u (default "
       f"{DEFAULT_SOCKET_PATTERN.replace('%', '%%')})")
     a("-c", "--virtio-cpu", action="append", default=[], metavar="RELAY:CPU[,CPU]",
       help="pin a relay: first CPU VF->VM, second VM->VF")
@@ -572,7 +576,9 @@ def eal_args(settings: ForwarderSettings, numa_of_cpu: dict[int, int]) -> list[s
     main_id = HIGH_LCORE if main_cpu in settings.cpus else main_cpu
     lcores = [f"{main_id}@{main_cpu}"] + [f"{c}@{c}" for c in settings.cpus]
     args = ["virtio-forwarder", "--lcores", ",".join(lcores), "--main-lcore", str(main_id),
-            "--log-level", str(settings.log_level + 1)]
+            "--log-level", str(settings.log_level + 1)]     # EAL levels are syslog's + 1
+    if settings.log_level < 7:      # vhost-user message traces only when debugging
+        args += ["--log-level", "lib.vhost.config:notice"]
     extra = settings.extra_eal_args
     has = lambda *opts: any(e == o or e.startswith(o + "=") for e in extra for o in opts)
     if not has("--no-huge", "--in-memory", "--file-prefix"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import glob
+import importlib.util
 import logging
 import logging.handlers
 import os
@@ -42,8 +43,9 @@ def setup_logging(settings: config.ForwarderSettings) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(LOG_LEVELS[settings.log_level])
+    root = logging.getLogger()      # the control plane logs under its own names
+    root.addHandler(handler)
+    root.setLevel(LOG_LEVELS[settings.log_level])
 
 
 def lock_pidfile(path: str) -> int:
@@ -125,11 +127,10 @@ def run(settings: config.ForwarderSettings, stop: threading.Event) -> int:
     control = None
     try:
         fwd.start()
-        try:
-            from . import control as control_plane
-        except ImportError:
+        if importlib.util.find_spec("forwarder.control") is None:
             log.warning("no control plane (forwarder.control): ZeroMQ endpoints not served")
         else:
+            from . import control as control_plane
             control = control_plane.start(fwd, settings)
         log.info("running: sockets %s, %d relays", settings.socket_path(0), fwd.max_relays)
         while not stop.wait(1):

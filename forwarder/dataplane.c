@@ -27,6 +27,7 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_pause.h>
+#include <rte_spinlock.h>
 #include <rte_vhost.h>
 
 #include "dataplane.h"
@@ -85,23 +86,29 @@ dp_pool_create(const char *name, unsigned n, int socket, int jumbo)
 	return mp;
 }
 
-/* a relay's mempool on a node (-1: the caller's), created on first use and kept */
+/* a relay's mempool on a node (-1: the caller's), created on first use and kept; the control
+ * thread and the vhost-user thread both ask */
 struct rte_mempool *
 dp_relay_pool(unsigned id, int node)
 {
-	struct relay *r = &relays[id % MAX_RELAYS_CAP];
+	static rte_spinlock_t lock = RTE_SPINLOCK_INITIALIZER;
+	struct rte_mempool *mp;
+	struct relay *r;
 	char name[RTE_MEMPOOL_NAMESIZE];
 
 	if (id >= nb_relays)
 		return NULL;
+	r = &relays[id];
 	if (node < 0 || node >= RTE_MAX_NUMA_NODES)
-		node = (int)rte_socket_id();
+		node = (int)rte_lcore_to_socket_id(rte_get_main_lcore());
+	rte_spinlock_lock(&lock);
 	if (r->pools[node] == NULL) {
 		snprintf(name, sizeof(name), "vfwd_r%u_n%d", id, node);
-		r->pools[node] = dp_pool_create(name, POOL_MBUFS, node,
-						cfg_jumbo || cfg_tso);
+		r->pools[node] = dp_pool_create(name, POOL_MBUFS, node, cfg_jumbo || cfg_tso);
 	}
-	return r->pools[node];
+	mp = r->pools[node];
+	rte_spinlock_unlock(&lock);
+	return mp;
 }
 
 int
@@ -474,17 +481,17 @@ new_device(int vid)
 		rte_vhost_enable_guest_notification(vid, q, 0);
 	node = rte_vhost_get_numa_node(vid);
 	if (node < 0)
-		node = r->numa_node >= 0 ? r->numa_node : (int)rte_socket_id();
+		node = r->numa_node;     /* -1: dp_relay_pool picks the main lcore's */
 	pool = dp_relay_pool(id, node);
 	if (pool == NULL)
 		return -1;
 	rte_vhost_get_negotiated_features(vid, &r->features);
-	r->numa_node = node;
+	r->numa_node = pool->socket_id;
 	r->nr_qp = nvr / 2;
 	__atomic_store_n(&r->vm_pool, pool, __ATOMIC_RELEASE);
 	__atomic_store_n(&r->vid, vid, __ATOMIC_RELEASE);
 	LOG(INFO, "relay %u: guest device up (vid %d, %u queue pairs, node %d, features 0x%"
-	    PRIx64 ")", id, vid, nvr / 2, node, r->features);
+	    PRIx64 ")", id, vid, nvr / 2, r->numa_node, r->features);
 	return 0;
 }
 
@@ -591,6 +598,7 @@ dp_vhost_unregister(unsigned relay)
 	ret = rte_vhost_driver_unregister(r->path);   /* runs destroy_device if needed */
 	if (ret != 0)
 		return -EBUSY;
+	r->conn_vid = -1;       /* the library calls no destroy_connection here */
 	r->path[0] = 0;
 	__atomic_store_n(&r->rxq_enabled, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&r->txq_enabled, 0, __ATOMIC_RELEASE);

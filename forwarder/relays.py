@@ -34,6 +34,7 @@ log = logging.getLogger("virtio-forwarder")
 VF2VM, VM2VF = 0, 1
 MAX_BOND_VFS = 8
 VF_RX_DESC = 1024           # per relay; divided among the members of a bond
+SOCKET_MODE = 0o660         # server sockets: owner and group may connect
 SYSFS_PCI = Path("/sys/bus/pci")
 
 
@@ -126,7 +127,8 @@ class Forwarder:
         self.settings = settings
         self._lock = threading.RLock()
         self._uid, self._gid = _owner(settings.socket_owner, settings.socket_group)
-        argv = eal_argv or config.eal_args(settings, config.host_numa_map())
+        self._node_of_cpu = config.host_numa_map()
+        argv = eal_argv or config.eal_args(settings, self._node_of_cpu)
         self._argv_keep = [self._ffi.new("char[]", a.encode()) for a in argv]
         c_argv = self._ffi.new("char *[]", self._argv_keep)
         if self._dp.rte_eal_init(len(argv), c_argv) < 0:
@@ -147,6 +149,7 @@ class Forwarder:
                  "CPUs %s", self.max_relays - 1, self.max_relays, self.workers)
         self._relays = [_Relay() for _ in range(self.max_relays)]
         self._running = False
+        self._stopped = False
 
     # -------------------------------------------------------------- life cycle
 
@@ -165,16 +168,20 @@ class Forwarder:
                 if self._dp.dp_worker_launch(lcore) != 0:
                     raise RuntimeError(f"cannot launch the worker on lcore {lcore}")
             self._running = True
-            for vf, rid in s.static_vfs:
-                if rid >= self.max_relays:
-                    raise ConfigError(f"static VF {vf}={rid}: relay ids go up to "
-                                      f"{self.max_relays - 1} with this DPDK build")
-                self.add_vf(rid, [vf])
+            for vf, rid in s.static_vfs:     # a missing VF must not stop the other relays
+                try:
+                    self.add_vf(rid, [vf])
+                except RelayError as exc:
+                    log.error("static VF %s=%d not attached: %s", vf, rid, exc)
 
     def stop(self) -> None:
         """Stop the workers, remove every VF and socket (server sockets are unlinked), release
-        the EAL's memory.  The process cannot start DPDK again afterwards."""
+        the EAL's memory.  The process cannot start DPDK again afterwards; a second call
+        does nothing."""
         with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
             if self._running:
                 self._dp.dp_workers_stop()
                 self._running = False
@@ -248,6 +255,8 @@ class Forwarder:
                 r.dpdk_state = "DPDK_UNINIT"
                 raise
             r.vfs, r.ports, r.port, r.bond = specs, ports, port, bond_name
+            if self.settings.same_numa and relay_id not in self.settings.cpu_pins:
+                self._place(relay_id, self._dp.dp_port_socket(port))
             self._dp.dp_relay_attach_vf(relay_id, port)
             r.dpdk_state = "DPDK_READY"
             log.info("relay %d: VF %s%s attached (port %d)", relay_id, " ".join(specs),
@@ -360,8 +369,9 @@ class Forwarder:
             raise RelayError(ErrorCode.SOCKET_REGISTERED if ret == -17 else ErrorCode.BAD_ARGS,
                              f"relay {relay_id}: cannot register vhost-user socket {path}: "
                              f"{os.strerror(-ret)} (directory exists and writable?)")
-        if not client and (self._uid != -1 or self._gid != -1):
+        if not client:      # QEMU runs as the socket's owner or group
             os.chown(path, self._uid, self._gid)
+            os.chmod(path, SOCKET_MODE)
         r.socket = path
 
     def _unregister(self, relay_id: int) -> None:
@@ -415,26 +425,28 @@ class Forwarder:
                         raise RelayError(ErrorCode.BUSY, f"relay {rid}: worker did not hand "
                                          f"over direction {d}: {os.strerror(-ret)}")
 
-    def _place(self, relay_id: int) -> None:
-        """Pins first; else the least loaded workers (VF->VM weighs 12, VM->VF 10)."""
-        info = self._info(relay_id)
-        if info.want[VF2VM] >= 0:
-            return
+    def _place(self, relay_id: int, node: int | None = None) -> None:
+        """Pins first; else the least loaded workers (VF->VM weighs 12, VM->VF 10), on `node`
+        when it has workers."""
         pin = self.settings.cpu_pins.get(relay_id)
         if pin is not None:
             a, b = pin
             cpus = (a, a if b is None else b)
         else:
             cs = self.settings.core_sched
+            local = [w for w in self.workers if self._node_of_cpu.get(w) == node]
+            candidates = local or self.workers
             load = {w: 0 for w in self.workers}
             for rid in range(self.max_relays):
+                if rid == relay_id:
+                    continue
                 other = self._info(rid)
                 for d, weight in ((VF2VM, cs.vf2vm_weight), (VM2VF, cs.vm2vf_weight)):
                     if other.want[d] in load:
                         load[other.want[d]] += weight
-            a = min(self.workers, key=lambda w: (load[w], w))
+            a = min(candidates, key=lambda w: (load[w], w))
             load[a] += cs.vf2vm_weight
-            b = min(self.workers, key=lambda w: (load[w], w))
+            b = min(candidates, key=lambda w: (load[w], w))
             cpus = (a, b)
         for d in (VF2VM, VM2VF):
             self._dp.dp_assign(relay_id, d, cpus[d])

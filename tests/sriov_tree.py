@@ -27,7 +27,7 @@ def add_sriov_pf(tree, pf="0000:05:00.0", ifname="ens4", vfs=2, total=7, mac="52
                  node=0, pf_driver="igb", vf_driver="igbvf"):
     """Lay out a PF with `vfs` VFs (VF i at 0000:05:10.(2i)) below the tree's /sys."""
     bus = pf.split(":")[1]
-    root = f"/sys/devices/pci0000:00/0000:00:02.0"
+    root = "/sys/devices/pci0000:00/0000:00:02.0"
     for d in ("igb", "igbvf", "igb_uio", "vfio-pci"):
         _files(tree, f"/sys/bus/pci/drivers/{d}", bind="", unbind="", new_id="")
     tree.write("/sys/bus/pci/drivers_probe", "")
@@ -79,3 +79,11 @@ def sriov_tree(capture_tree):
     t = capture_tree("devbox")
     pf, ifname, vfs = add_sriov_pf(t)
     return t, pf, ifname, vfs
+
+
+def add_address(t, ifname, cidr):
+    data = json.loads(t.read("/.vio4wd/facts/ip-addr"))
+    ip, plen = cidr.split("/")
+    data.append({"ifname": ifname, "addr_info": [{"family": "inet", "local": ip, "prefixlen": int(plen),
+                                                  "scope": "global"}]})
+    t.fact("ip-addr", json.dumps(data))

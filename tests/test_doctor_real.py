@@ -24,8 +24,10 @@ def doctor_json(*args) -> dict:
 
 
 def in_mount_ns(tmp_path, mounts: list[str], *doctor_args) -> dict:
-    """Run doctor inside a private mount namespace after `mounts` (shell lines)."""
-    script = "set -e\n" + "\n".join(mounts) + "\nexec " + " ".join(EXE) + " doctor --json " + " ".join(doctor_args)
+    """Run doctor inside a private mount namespace after `mounts` (shell lines), starting from
+    no hugetlbfs at all (the host's own mounts are unmounted in the namespace only)."""
+    clean = "awk '$3 == \"hugetlbfs\" {print $2}' /proc/mounts | while read -r m; do umount \"$m\"; done"
+    script = "set -e\n" + clean + "\n" + "\n".join(mounts) + "\nexec " + " ".join(EXE) + " doctor --json " + " ".join(doctor_args)
     p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode in (0, 1), p.stderr

@@ -434,7 +434,7 @@ def _qemu_owner(root: Root, spec: str | None):
 
 def hugepages_action(root: Root, req: HugeRequest):
     """Plan (and, through `actions.execute`, apply) reservations, mounts and max_map_count."""
-    from .actions import ActionError, ActionResult, Change, file_change, write_sysfs, run_cmd
+    from .actions import ActionError, ActionResult, Change, file_change, write_sysfs
 
     hp = probe(root)
     validate(root, hp, req)

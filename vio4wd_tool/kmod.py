@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import lzma
+import os
 import re
 from dataclasses import dataclass
 
@@ -106,3 +107,213 @@ def check_igb_uio_file(host, intent):
         return fail(f"{bad[0].path} was built for {bad[0].vermagic.split()[0]}, the kernel is {rel}",
                     f"rebuild: dkms install dpdk-kmods -k {rel} (or vio4wd-tool igb-uio)")
     return ok(f"{mine[0].path} built for {rel}")
+
+
+# ---------------------------------------------------------------- action: vio4wd-tool igb-uio
+#
+# Build igb_uio from Debian's dpdk-kmods-dkms (dkms) for a kernel with its headers installed,
+# verify the module's vermagic, `modprobe uio` then `modprobe igb_uio`, persist through
+# /etc/modules-load.d.  Elsewhere, `--source DIR` builds DPDK's dpdk-kmods checkout with kbuild.
+
+DKMS_PACKAGE = "dpdk-kmods-dkms"
+DKMS_MODULE = "dpdk-kmods"
+MODULES_LOAD = "/etc/modules-load.d/vio4wd-igb_uio.conf"
+SECUREBOOT_VAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+DKMS_MOK = "/var/lib/dkms/mok.pub"
+RELEASE_RE = re.compile(r"[A-Za-z0-9._+~-]+")
+
+
+def secure_boot(root: Root) -> bool:
+    data = root.read_bytes(SECUREBOOT_VAR)
+    return bool(data) and len(data) >= 5 and data[4] == 1
+
+
+def secure_boot_fix() -> str:
+    return (f"Secure Boot is on: the kernel loads only signed modules. Enroll DKMS's signing key "
+            f"(mokutil --import {DKMS_MOK}, reboot, confirm in MokManager), or use --driver vfio-pci")
+
+
+def dkms_source(root: Root) -> str | None:
+    """The dpdk-kmods version dkms knows from /usr/src (dpdk-kmods-VERSION), newest first."""
+    vers = [d.split(f"{DKMS_MODULE}-", 1)[1] for d in root.listdir("/usr/src") if d.startswith(f"{DKMS_MODULE}-")]
+    return sorted(vers)[-1] if vers else None
+
+
+def module_file(root: Root, release: str) -> ModuleFile | None:
+    files = [f for f in probe(root, release).files.get("igb_uio", []) if f.release == release]
+    return files[0] if files else None
+
+
+def verify_module(root: Root, release: str) -> ModuleFile:
+    """The igb_uio.ko for `release`, built for it (vermagic); ActionError naming the fix otherwise."""
+    from .actions import ActionError
+
+    f = module_file(root, release)
+    if f is None:
+        raise ActionError(f"no igb_uio.ko for {release} under /lib/modules/{release}: the build did not install "
+                          f"it; see dkms status and /var/lib/dkms/{DKMS_MODULE}/*/build/make.log")
+    built = (f.vermagic or "").split()[0] if f.vermagic else None
+    if built != release:
+        raise ActionError(f"wrong vermagic: {f.path} was built for {built or 'an unknown kernel'}, not {release}; "
+                          f"rebuild it: vio4wd-tool igb-uio --rebuild (dkms install {DKMS_MODULE} -k {release} --force)")
+    return f
+
+
+def explain_modprobe(err: str, root: Root) -> str:
+    e = err.lower()
+    if "key was rejected" in e or "required key not available" in e or secure_boot(root):
+        return secure_boot_fix()
+    if "exec format error" in e or "invalid module format" in e:
+        return "wrong vermagic: the module does not match the running kernel; vio4wd-tool igb-uio --rebuild"
+    if "not found" in e:
+        return "the module is not installed for the running kernel: vio4wd-tool igb-uio"
+    return "see dmesg"
+
+
+def run_progress(argv: list[str], what: str, timeout: float = 1800) -> None:
+    """Run a build step, its output shown line by line on stderr (progress), errors named."""
+    import subprocess
+    import sys
+    import time
+    from .actions import ActionError
+
+    print(f"igb-uio: {what}: {' '.join(argv)}", file=sys.stderr, flush=True)
+    try:
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             stdin=subprocess.DEVNULL)
+    except FileNotFoundError as e:
+        raise ActionError(f"{argv[0]} not found: apt-get install {argv[0]}") from e
+    tail: list[str] = []
+    end = time.monotonic() + timeout
+    assert p.stdout is not None
+    for line in p.stdout:
+        line = line.rstrip()
+        tail = (tail + [line])[-20:]
+        print(f"igb-uio:   {line}", file=sys.stderr, flush=True)
+        if time.monotonic() > end:
+            p.kill()
+            raise ActionError(f"{what} timed out after {timeout:.0f} s")
+    if p.wait() != 0:
+        raise ActionError(f"{what} failed ({p.returncode}): " + " | ".join(tail[-5:]))
+
+
+def igb_uio_action(root: Root, release: str | None = None, load: bool = True, rebuild: bool = False,
+                   source: str | None = None, persist: bool = True, persist_root: Root | None = None):
+    from .actions import ActionError, ActionResult, Change, file_change, run_cmd
+    from .kernel import probe as kprobe
+
+    running = kprobe(root).release
+    release = release or running
+    if not RELEASE_RE.fullmatch(release or ""):
+        raise ActionError(f"--kernel {release!r}: not a kernel release (like 6.1.0-18-amd64)")
+    if release != running and not root.is_dir(f"{MODULES_DIR}/{release}"):
+        raise ActionError(f"--kernel {release}: no /lib/modules/{release}: install that kernel first")
+    if source is not None and not os.path.isfile(os.path.join(source, "linux", "igb_uio", "igb_uio.c")):
+        raise ActionError(f"--source {source}: not a dpdk-kmods checkout (no linux/igb_uio/igb_uio.c)")
+    res = ActionResult("igb-uio")
+    res.data = {"kernel": release, "running": running, "secure_boot": secure_boot(root)}
+    if res.data["secure_boot"]:
+        res.notes.append(secure_boot_fix() + " (when modprobe is refused)")
+    f = module_file(root, release)
+    stale = f is not None and (f.vermagic or "").split()[:1] != [release]
+    need_build = f is None or stale or rebuild
+    if need_build:
+        if not root.exists(f"{MODULES_DIR}/{release}/build/Makefile"):
+            pkg = f"linux-headers-{release}"
+            raise ActionError(f"no kernel headers for {release} ({MODULES_DIR}/{release}/build is missing): "
+                              f"apt-get install {pkg} (a kernel without a headers package, like a custom or "
+                              "cloud-provider build, needs its build tree there)")
+        if stale:
+            res.notes.append(f"{f.path} was built for {(f.vermagic or '?').split()[0]}, not {release}: rebuilding")
+        if source:
+            kdir = str(root.path(f"{MODULES_DIR}/{release}/build"))
+            src = os.path.join(source, "linux", "igb_uio")
+
+            def build_src():
+                _need_live(root, "building igb_uio")
+                run_progress(["make", "-C", kdir, f"M={src}", "modules"], "build igb_uio from --source")
+                run_progress(["make", "-C", kdir, f"M={src}", "INSTALL_MOD_DIR=extra", "modules_install"],
+                             "install igb_uio")
+                run_cmd(["depmod", release])
+                verify_module(root, release)
+
+            res.changes.append(Change(f"build igb_uio for {release} from {source} (kbuild)", apply=build_src))
+        else:
+            ver = dkms_source(root)
+            if ver is None:
+                def install_pkg():
+                    _need_live(root, f"installing {DKMS_PACKAGE}")
+                    run_progress(["apt-get", "install", "-y", "--no-install-recommends", DKMS_PACKAGE],
+                                 f"install {DKMS_PACKAGE}")
+
+                res.changes.append(Change(f"install {DKMS_PACKAGE} (Debian's dpdk-kmods for dkms)", apply=install_pkg))
+
+            def build_dkms():
+                _need_live(root, "building igb_uio")
+                v = dkms_source(root)
+                if v is None:
+                    raise ActionError(f"{DKMS_PACKAGE} is not installed (no /usr/src/{DKMS_MODULE}-*): apt-get "
+                                      f"install {DKMS_PACKAGE}, or give --source DIR (DPDK's dpdk-kmods)")
+                argv = ["dkms", "install", f"{DKMS_MODULE}/{v}", "-k", release]
+                run_progress(argv + (["--force"] if (stale or rebuild) else []), f"dkms build for {release}")
+                verify_module(root, release)
+
+            res.changes.append(Change(f"{'rebuild' if f else 'build'} igb_uio for {release} with dkms "
+                                      f"({DKMS_MODULE}/{ver or '<from ' + DKMS_PACKAGE + '>'})", apply=build_dkms))
+    elif f is not None:
+        res.data["module"] = f.path
+    if load and release == running:
+        info = probe(root, release)
+        for m in ("uio", "igb_uio"):
+            if not info.present(m):
+                def do_load(m=m):
+                    _need_live(root, f"modprobe {m}")
+                    try:
+                        run_cmd(["modprobe", m], timeout=60)
+                    except ActionError as e:
+                        raise ActionError(f"modprobe {m} failed: {e}; {explain_modprobe(str(e), root)}") from e
+
+                res.changes.append(Change(f"modprobe {m}", apply=do_load))
+    elif load:
+        res.notes.append(f"built for {release}, not loaded: the running kernel is {running}")
+    if persist:
+        c = file_change(persist_root or root, MODULES_LOAD,
+                        "# managed by vio4wd-tool igb-uio: load the DPDK VF driver at boot\nuio\nigb_uio\n")
+        if c:
+            res.changes.append(c)
+    return res
+
+
+def _need_live(root: Root, what: str) -> None:
+    from .actions import ActionError
+
+    if not root.live:
+        raise ActionError(f"{what} needs the live host, not the captured tree {root.prefix}")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("igb-uio", help="build igb_uio (dpdk-kmods-dkms) for the kernel, load it, persist",
+                       description="Build igb_uio from Debian's dpdk-kmods-dkms with dkms for the running kernel "
+                       "(or --kernel), check its vermagic, modprobe uio then igb_uio, and load both at boot "
+                       f"({MODULES_LOAD}).")
+    p.add_argument("--root", default="/", help="act on a captured tree (check only)")
+    p.add_argument("--kernel", metavar="RELEASE", help="build for this kernel release (default: the running one)")
+    p.add_argument("--source", metavar="DIR", help="DPDK's dpdk-kmods checkout, built with kbuild (non-Debian)")
+    p.add_argument("--rebuild", action="store_true", help="rebuild even when a matching module exists")
+    p.add_argument("--no-load", dest="load", action="store_false", help="build only, do not modprobe")
+    p.add_argument("--no-persist", dest="persist", action="store_false", help=f"do not write {MODULES_LOAD}")
+    p.add_argument("--persist-root", metavar="DIR", help="write the persistent file below DIR")
+    p.add_argument("--check", action="store_true", help="show what would change; change nothing")
+    p.add_argument("--json", action="store_true", help="machine-readable result (vio4wd.action/1)")
+    p.set_defaults(func=cmd_igb_uio)
+
+
+def cmd_igb_uio(args) -> int:
+    from .actions import emit, execute, require_root
+
+    root = Root(args.root)
+    res = igb_uio_action(root, args.kernel, args.load, args.rebuild, args.source, args.persist,
+                         Root(args.persist_root) if args.persist_root else None)
+    if res.changes and not args.check and root.live:
+        require_root("vio4wd-tool igb-uio")
+    return emit(execute(res, args.check), args.json)

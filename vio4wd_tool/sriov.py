@@ -18,7 +18,7 @@ import time
 from .actions import (ActionError, ActionResult, Change, emit, execute, file_change, require_root,
                       run_cmd, write_sysfs)
 from .checks import check, fail, ok, skip, warn
-from .pci import NET_DIR, PCI_DIR, PciDevice, PciInfo, is_pci, normalize_pci, probe as probe_pci
+from .pci import PCI_DIR, PciDevice, PciInfo, is_pci, normalize_pci, probe as probe_pci
 from .root import Root
 
 DRIVERS_DIR = "/sys/bus/pci/drivers"
@@ -47,12 +47,20 @@ def parse_mac(text: str) -> str:
     return m
 
 
+def pci_addr(text: str) -> str:
+    """Strict dddd:bb:dd.f, as an ActionError (exit 2, no traceback) when bad."""
+    try:
+        return normalize_pci(text)
+    except ValueError as e:
+        raise ActionError(str(e)) from None
+
+
 def resolve_pf(pci: PciInfo, spec: str) -> PciDevice:
     """A PF named by PCI address or interface name."""
     dev = pci.get(normalize_pci(spec)) if is_pci(spec) else pci.by_ifname(spec)
     if dev is None:
         if ":" in spec and not is_pci(spec):
-            normalize_pci(spec)  # raises the strict-syntax error
+            pci_addr(spec)  # raises the strict-syntax error
         raise ActionError(f"--pf {spec}: no such interface or PCI device (see vio4wd-tool vfs status)")
     if not dev.is_pf:
         raise ActionError(f"--pf {spec}: {dev.addr} is not an SR-IOV physical function (no sriov_totalvfs"
@@ -381,7 +389,7 @@ def bind_action(root: Root, addrs: list[str], driver: str, force: bool = False, 
                 persist_root: Root | None = None) -> ActionResult:
     if not addrs:
         raise ActionError("name the devices to bind (PCI addresses like 0000:05:10.1; see vio4wd-tool vfs status)")
-    addrs = [normalize_pci(a) for a in addrs]
+    addrs = [pci_addr(a) for a in addrs]
     driver = normalize_driver(driver)
     pci = probe_pci(root)
     if not root.is_dir(f"{DRIVERS_DIR}/{driver}"):

@@ -49,9 +49,10 @@ def procs(tmp_path):
 
     started: list[tuple[Proc, dict]] = []
 
-    def start(script: str, conf: dict, name: str) -> Proc:
+    def start(script: str, conf: dict, name: str, wait: bool = True,
+              prefix: tuple[str, ...] = ()) -> Proc:
         quit_msg = {"call": "quit"} if script == "fwd_proc.py" else {"op": "quit"}
-        proc = Proc(script, conf, tmp_path / f"{name}.log")
+        proc = Proc(script, conf, tmp_path / f"{name}.log", wait=wait, prefix=prefix)
         started.append((proc, quit_msg))
         return proc
 

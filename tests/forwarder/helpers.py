@@ -4,28 +4,46 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import struct
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 FWD_CPU, PEER_CPU = 1, 0        # busy pollers on different CPUs (2-core machine)
+DPDK_RUNTIME = Path("/var/run/dpdk")
+
+
+def file_prefix() -> str:
+    """A fresh EAL file prefix: /var/run/dpdk/<prefix> is removed by `remove_runtime_dir`."""
+    return f"vio4wd-t-{uuid.uuid4().hex[:8]}"
+
+
+def remove_runtime_dir(eal_args: list[str]) -> None:
+    if "--file-prefix" in eal_args:
+        shutil.rmtree(DPDK_RUNTIME / eal_args[eal_args.index("--file-prefix") + 1],
+                      ignore_errors=True)
 
 
 class Proc:
     """A helper process (fwd_proc.py / peer_proc.py) answering one JSON line per request."""
 
-    def __init__(self, script: str, conf: dict, log: Path, timeout: float = 30):
+    def __init__(self, script: str, conf: dict, log: Path, timeout: float = 30,
+                 wait: bool = True, prefix: tuple[str, ...] = ()):
+        """wait=False: do not wait for the first line (read it later with `reply()`);
+        prefix: a command to run it under, e.g. ("ip", "netns", "exec", NS)."""
         self.log_path = log
+        self.eal = conf.get("eal", [])
         self._log = open(log, "w")
         env = dict(os.environ, PYTHONPATH=str(REPO))
-        self.p = subprocess.Popen([sys.executable, str(HERE / script), json.dumps(conf)],
+        self.p = subprocess.Popen([*prefix, sys.executable, str(HERE / script), json.dumps(conf)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=self._log, text=True, env=env)
-        self.hello = self._read(timeout)
+        self.hello = self._read(timeout) if wait else None
 
     def _read(self, timeout: float):
         ready, _, _ = select.select([self.p.stdout], [], [], timeout)
@@ -72,6 +90,7 @@ class Proc:
             except (BrokenPipeError, subprocess.TimeoutExpired):
                 self.kill()
         self._log.close()
+        remove_runtime_dir(self.eal)
         return self.p.returncode
 
     def kill(self) -> None:
@@ -101,12 +120,12 @@ def fwd_settings(sock_dir: Path, **kw) -> dict:
 def fwd_eal(huge_dir: Path, *extra: str) -> list[str]:
     return ["fwd", "--lcores", f"{PEER_CPU}@{PEER_CPU},{FWD_CPU}@{FWD_CPU}",
             "--main-lcore", str(PEER_CPU), "--no-pci", "--in-memory", "--huge-dir",
-            str(huge_dir), "--log-level", "user1,info", *extra]
+            str(huge_dir), "--file-prefix", file_prefix(), "--log-level", "user1,info", *extra]
 
 
 def peer_eal(huge_dir: Path, *vdevs: str) -> list[str]:
     args = ["peer", "--lcores", f"0@{PEER_CPU}", "--no-pci", "--in-memory", "--huge-dir",
-            str(huge_dir), "--single-file-segments"]
+            str(huge_dir), "--file-prefix", file_prefix(), "--single-file-segments"]
     for v in vdevs:
         args += ["--vdev", v]
     return args

@@ -1,6 +1,7 @@
 """A virtio_user (or any ethdev) peer in its own process, driven by JSON lines (tests only).
 
-argv[1]: JSON {"eal": [EAL argv with the --vdev(s)], "queues": n}.  Every port found is started
+argv[1]: JSON {"eal": [EAL argv with the --vdev(s)], "queues": n, "jumbo": bool (9000 MTU
+buffers)}.  Every port found is started
 with n rx and n tx queues.  Requests: {"op": "link", "port": p}; {"op": "send", "port": p,
 "queue": q, "frames": [hex]} -> number sent; {"op": "recv", "port": p, "count": n, "timeout": s}
 -> {"frames": [[queue, hex], ...]} in arrival order; {"op": "drain", "port": p, "seconds": s}
@@ -31,7 +32,7 @@ def main():
     if lib.rte_eal_init(len(argv), ffi.new("char *[]", argv)) < 0:
         sys.exit("peer: EAL init failed")
     nq = conf.get("queues", 1)
-    pool = lib.dp_pool_create(b"peer_pool", 16383, -1, 0)
+    pool = lib.dp_pool_create(b"peer_pool", 16383, -1, conf.get("jumbo", False))
     ports = list(range(lib.rte_eth_dev_count_avail()))
     for p in ports:
         if lib.dp_port_start(p, nq, nq, 1024, pool) != 0:   # virtio: up to queue_size
@@ -72,6 +73,7 @@ def main():
                         lib.dp_mbuf_free(bufs[i])
             reply = {"frames": frames}
         elif op == "drain":
+            lib.dp_link_up(port)    # virtio_user notices a lost backend when asked for the link
             per_q = [0] * nq
             deadline = time.monotonic() + req["seconds"]
             while time.monotonic() < deadline:

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,9 @@ class Daemon:
         cmd = [sys.executable, "-m", "forwarder", "-n", "-C", str(FWD_CPU), "-M", str(PEER_CPU),
                "-u", "", "-g", "", "-V", str(tmp), "-p", str(tmp / "run"),
                "--file-prefix", self.prefix, *args]
+        ep = f"ipc://{tmp}/{name}"     # not the host's /var/run/virtio-forwarder endpoints
+        cmd[3:3] = ["-Y", f"{ep}.config", "-Z", f"{ep}.port_control", "-z", f"{ep}.stats",
+                    "-s", f"{ep}.core_sched"]
         self.log = open(tmp / f"{name}.log", "a")
         self.p = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
                                   env=dict(os.environ, PYTHONPATH=str(REPO)))
@@ -54,7 +56,14 @@ def daemons(tmp_path):
 
 def test_clean_stop_and_pidfile_lock(hugedir, daemons, tmp_path):
     write_pcap(tmp_path / "in.pcap", [udp_frame(i) for i in range(10)])
-    d = daemons("-H", str(hugedir), "-P", f"net_pcap0,rx_pcap={tmp_path}/in.pcap=3")
+    env = tmp_path / "virtioforwarder"       # the original's file, as its start script reads it
+    env.write_text(f"""# static VFs: a missing one is logged and skipped
+VIRTIOFWD_STATIC_VFS=("net_pcap0,rx_pcap={tmp_path}/in.pcap=3"
+                      0000:99:00.7=4)
+VIRTIOFWD_HUGETLBFS_MOUNT_POINT={hugedir}
+export VIRTIOFWD_LOG_LEVEL=7
+""")
+    d = daemons("--env-file", str(env))
     pidfile = tmp_path / "run" / "virtio-forwarder.pid"
     wait_for(lambda: (tmp_path / "virtio-forwarder31.sock").is_socket(), what="sockets")
     assert pidfile.read_text().strip() == str(d.p.pid)
@@ -72,6 +81,8 @@ def test_clean_stop_and_pidfile_lock(hugedir, daemons, tmp_path):
     assert not (DPDK_RUNTIME / d.prefix).exists()
     log = (tmp_path / "daemon.log").read_text()
     assert "relay 3: VF net_pcap0" in log and "relays 0..31" in log
+    assert "static VF 0000:99:00.7=4 not attached" in log
+    assert "VHOST_CONFIG" in log            # log level 7: the vhost-user traces too
 
 
 def test_bad_config_exits_2_naming_the_option(tmp_path):
@@ -86,10 +97,12 @@ def test_client_mode_restart_under_running_guest(hugedir, daemons, procs, tmp_pa
     sock = tmp_path / "virtio-forwarder0.sock"
     write_pcap(tmp_path / "in.pcap", [udp_frame(i) for i in range(64)])
     peer = procs("peer_proc.py", {"eal": peer_eal(hugedir, f"net_virtio_user0,path={sock},"
-                                                  "server=1,queue_size=1024")}, "peer")
+                                                  "server=1,queue_size=1024")}, "peer",
+                 wait=False)    # virtio_user in server mode waits for its first client
     args = ("-i", "-H", str(hugedir), "-P", f"net_pcap0,rx_pcap={tmp_path}/in.pcap,"
             "infinite_rx=1=0")
     d = daemons(*args, name="first")
+    peer.reply(timeout=30)
 
     def received(seconds: float) -> int:
         return sum(peer.op("drain", seconds=seconds))

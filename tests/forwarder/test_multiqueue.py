@@ -91,3 +91,4 @@ def test_vm_to_vf_round_robin(mq, tmp_path):
     assert all(b[0] == (a[0] + 1) % QUEUES for a, b in zip(runs, runs[1:])), runs
     for q in range(QUEUES):                                        # in order within a queue
         assert [n for n in out if n // 1000 == q] == [q * 1000 + i for i in range(per_q)]
+

@@ -5,12 +5,13 @@ import time
 
 import pytest
 
-from helpers import (FWD_CPU, PEER_CPU, fwd_eal, fwd_settings, peer_eal, read_pcap, udp_frame,
-                     wait_for, write_pcap)
+from helpers import (FWD_CPU, PEER_CPU, file_prefix, fwd_eal, fwd_settings, peer_eal, read_pcap,
+                     remove_runtime_dir, udp_frame, wait_for, write_pcap)
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk]
 
 N = 1000
+CSUM, GUEST_TSO4, HOST_TSO4, MRG_RXBUF, CTRL_RX = 0, 7, 11, 15, 18     # virtio-net feature bits
 SIZES = [60, 64, 128, 511, 1000, 1514, 2114]    # 2114 = MTU 2100 + Ethernet header
 
 
@@ -50,6 +51,30 @@ def test_pcap_frames_both_directions(hugedir, procs, tmp_path):
                                drop_nc_bytes=0)
     assert st["active"] and st["dpdk_state"] == "DPDK_READY"
     assert fwd.call("status", 0)["dpdk_state"] == "DPDK_UNINIT"
+    for bit in (MRG_RXBUF, CTRL_RX, HOST_TSO4, GUEST_TSO4, CSUM):    # off unless asked
+        assert not st["features"] & 1 << bit, f"feature bit {bit} offered"
+
+
+def test_jumbo_mergeable_buffers_tso(hugedir, procs, tmp_path):
+    fwd = procs("fwd_proc.py", {"settings": fwd_settings(tmp_path, jumbo=True, mrgbuf=True,
+                                                         tso=True),
+                                "eal": fwd_eal(hugedir)}, "fwd")
+    sock = tmp_path / "virtio-forwarder0.sock"
+    peer = procs("peer_proc.py", {"eal": peer_eal(hugedir, f"net_virtio_user0,path={sock}"),
+                                  "jumbo": True}, "peer")
+    st = wait_for(lambda: (s := fwd.call("status", 0))["virtio_state"] == "VIRTIO_READY" and s,
+                  what="guest up")
+    assert st["features"] & 1 << MRG_RXBUF     # (the peer asks for no offloads: TSO stays off)
+    assert not st["features"] & 1 << CTRL_RX
+    big = [udp_frame(i, 9014) for i in range(50)]
+    write_pcap(tmp_path / "in.pcap", big)
+    fwd.call("add_vf", 0, [f"net_pcap0,rx_pcap={tmp_path}/in.pcap,tx_pcap={tmp_path}/out.pcap"])
+    got = peer.op("recv", count=len(big), timeout=20)["frames"]
+    assert [bytes.fromhex(f) for _, f in got] == big
+    assert peer.op("send", frames=[f.hex() for f in big]) == len(big)
+    wait_for(lambda: fwd.call("status", 0)["vm2vf"]["tx_pkts"] == len(big), what="VM->VF")
+    fwd.call("remove_vf", 0)
+    assert read_pcap(tmp_path / "out.pcap") == big
 
 
 def test_not_connected_and_queue_full_are_counted(hugedir, procs, tmp_path):
@@ -76,7 +101,6 @@ def test_not_connected_and_queue_full_are_counted(hugedir, procs, tmp_path):
     assert v["tx_bytes"] + v["drop_full_bytes"] == v["rx_bytes"]
 
 
-@pytest.mark.slow
 def test_throughput_pcap_to_guest(hugedir, procs, tmp_path, record_property):
     """Frames/s VF->VM: net_pcap replaying 64-byte frames from memory, dpdk-testpmd rxonly as
     the guest, each busy poller on its own CPU. Printed and recorded; asserts only that the
@@ -85,12 +109,12 @@ def test_throughput_pcap_to_guest(hugedir, procs, tmp_path, record_property):
                                 "eal": fwd_eal(hugedir)}, "fwd")
     write_pcap(tmp_path / "in.pcap", [udp_frame(i, 64) for i in range(512)])
     sock = tmp_path / "virtio-forwarder0.sock"
+    eal = ["dpdk-testpmd", "--lcores", f"0@{PEER_CPU},1@{PEER_CPU}", "--no-pci", "--in-memory",
+           "--huge-dir", str(hugedir), "--single-file-segments", "--file-prefix", file_prefix(),
+           "--vdev", f"net_virtio_user0,path={sock},queue_size=1024"]
     pmd = subprocess.Popen(
-        ["dpdk-testpmd", "--lcores", f"0@{PEER_CPU},1@{PEER_CPU}", "--no-pci", "--in-memory",
-         "--huge-dir", str(hugedir), "--single-file-segments", "--file-prefix", "tput",
-         "--vdev", f"net_virtio_user0,path={sock},queue_size=1024", "--",
-         "--forward-mode=rxonly", "--auto-start", "--stats-period", "1", "--nb-cores", "1",
-         "--txq", "1", "--rxq", "1"],
+        eal + ["--", "--forward-mode=rxonly", "--auto-start", "--stats-period", "1",
+               "--nb-cores", "1", "--txq", "1", "--rxq", "1"],
         stdin=subprocess.DEVNULL, stdout=open(tmp_path / "testpmd.log", "w"),
         stderr=subprocess.STDOUT)
     try:
@@ -110,6 +134,7 @@ def test_throughput_pcap_to_guest(hugedir, procs, tmp_path, record_property):
         except subprocess.TimeoutExpired:
             pmd.kill()
             pmd.wait()
+        remove_runtime_dir(eal)
     rx = (b["rx_pkts"] - a["rx_pkts"]) / dt
     tx = (b["tx_pkts"] - a["tx_pkts"]) / dt
     print(f"\nVF->VM 64 B: {rx / 1e6:.2f} Mpps read from net_pcap, {tx / 1e6:.2f} Mpps "

@@ -3,9 +3,9 @@ dpdk-testpmd relaying net_vhost <-> net_tap (io mode), the tap in a test network
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -18,13 +18,14 @@ pytestmark = [
     pytest.mark.qemu,
     pytest.mark.dpdk,
     pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (netns, tap)"),
     pytest.mark.skipif(shutil.which("dpdk-testpmd") is None, reason="dpdk-testpmd missing: scripts/setup.sh"),
 ]
 
 HOST_IP = "10.211.0.1"
 GUEST_IP = "10.211.0.2"
 TAP = "vtap0"
+NR_HUGEPAGES = Path("/proc/sys/vm/nr_hugepages")
+GUEST_MEM_MB = 256
 
 
 @pytest.fixture
@@ -46,6 +47,27 @@ def sockdir(tmp_path_factory):
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def guest_hugedir():
+    """A private hugetlbfs mount with the guest's memory in 2 MiB pages reserved; both undone after."""
+    pages = GUEST_MEM_MB // 2
+    before = int(NR_HUGEPAGES.read_text())
+    NR_HUGEPAGES.write_text(str(before + pages))
+    mnt = Path(tempfile.mkdtemp(prefix="vio4wd-t-huge-"))
+    try:
+        got = int(NR_HUGEPAGES.read_text()) - before
+        if got < pages:
+            pytest.fail(f"could reserve only {got} of {pages} hugepages (memory fragmented?)")
+        subprocess.run(["mount", "-t", "hugetlbfs", "-o", "pagesize=2M", "nodev", str(mnt)], check=True)
+        try:
+            yield mnt
+        finally:
+            subprocess.run(["umount", str(mnt)], check=True)
+    finally:
+        NR_HUGEPAGES.write_text(str(max(0, int(NR_HUGEPAGES.read_text()) - pages)))
+        mnt.rmdir()
 
 
 def start_testpmd(netns: str, sock: Path, client: bool, log: Path, queues: int = 1) -> subprocess.Popen:
@@ -122,6 +144,17 @@ def test_multiqueue_guest(netns, sockdir, tmp_path):
             print(f"2-vCPU guest ready after {guest.boot_seconds:.1f} s")
             queues = guest.run("ls /sys/class/net/eth0/queues").split()
             assert sorted(queues) == ["rx-0", "rx-1", "tx-0", "tx-1"], queues
+            ping_both_ways(netns, guest)
+    finally:
+        stop(testpmd)
+
+
+def test_guest_memory_on_hugepages(netns, sockdir, tmp_path, guest_hugedir):
+    """memory-backend-file on a hugetlbfs mount instead of memfd."""
+    sock = sockdir / "vu0.sock"
+    testpmd = start_testpmd(netns, sock, client=False, log=tmp_path / "testpmd.log")
+    try:
+        with VhostGuest(sock, ip_cidr=f"{GUEST_IP}/24", mem_mb=GUEST_MEM_MB, hugepage_dir=guest_hugedir) as guest:
             ping_both_ways(netns, guest)
     finally:
         stop(testpmd)

@@ -74,9 +74,9 @@ def qemu_version() -> tuple[int, int]:
 
 
 def require_qemu10() -> None:
-    if qemu_version() < (9, 0):
+    if qemu_version() < (9, 2):
         raise LabError(
-            "QEMU >= 9 is needed (Debian 12's 7.2 has no igb and crashes on vhost-user under TCG): "
+            "QEMU >= 9.2 is needed (Debian 12's 7.2 has no igb and crashes on vhost-user under TCG): "
             "apt-get install -t bookworm-backports qemu-system-x86 qemu-utils (scripts/setup.sh does it)"
         )
 

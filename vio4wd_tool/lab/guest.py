@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import QEMU, QEMU_ACCEL, LabError, cache_dir, debian_kernel, digest, require, require_qemu10, run, say
+from .common import QEMU, QEMU_ACCEL, LabError, cache_dir, debian_kernel, digest, require, require_qemu10, say
 
 INIT_SCRIPT = Path(__file__).with_name("guest-init.sh")
 BUSYBOX = Path("/bin/busybox")

@@ -21,8 +21,13 @@ Driver=virtio_net
 DHCP=ipv4
 EOT
 chroot "$root" systemctl enable systemd-networkd.service
+# a small initramfs: only the root disk's drivers (udev loads the rest after the switch to the
+# root filesystem); under TCG this saves about 10 s per boot
+echo MODULES=list >"$root/etc/initramfs-tools/conf.d/vio4wd-lab.conf"
+printf '%s\n' virtio_pci virtio_blk ext4 crc32c_generic crc32c_intel >>"$root/etc/initramfs-tools/modules"
+chroot "$root" update-initramfs -u -k all
 # nothing periodic eating the emulated CPUs
-for t in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do
+for t in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer; do
   ln -sf /dev/null "$root/etc/systemd/system/$t"
 done
 sed -i -e 's/^GRUB_TIMEOUT=.*/GRUB_TIMEOUT=0/' \

@@ -102,7 +102,7 @@ def _mmdebstrap(tarball: Path) -> None:
     cache = apt_cache()
     cmd = ["mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar",
            f"--include={','.join(PACKAGES)}", "--skip=essential/unlink",
-           f"--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
+           "--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/",
            f"--setup-hook=sync-in {cache} /var/cache/apt/archives/",
            f"--customize-hook=sync-out /var/cache/apt/archives {cache}",
            f"--customize-hook={CUSTOMIZE}",

@@ -27,7 +27,8 @@ HOST_IP = "10.213.0.1"  # host end of the igb PF, in the lab netns
 PREFIX_LEN = 24
 BOOT_TIMEOUT = 600.0
 SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+            "-o", "ServerAliveCountMax=6"]
 
 
 @dataclass
@@ -119,12 +120,18 @@ class LabVM:
         c = self.cfg
         cmd = [QEMU, "-name", f"vio4wd-lab-{c.name}", "-machine", "q35", *QEMU_ACCEL,
                "-smp", str(c.smp), "-m", f"{c.mem_mb}M", "-nodefaults", "-display", "none",
+               "-device", "VGA,bus=pcie.0",  # GRUB (BIOS console) does not boot the kernel without VGA
                "-daemonize", "-pidfile", str(self.dir / "qemu.pid"),
                "-serial", f"file:{self.dir / 'console.log'}",
                "-monitor", f"unix:{self.dir / 'monitor.sock'},server=on,wait=off",
-               "-drive", f"file={overlay},format=qcow2,if=virtio,cache=unsafe",
-               "-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{c.port}-:22",
-               "-virtfs", f"local,path={apt_cache()},mount_tag=vio4wd-apt,security_model=none,id=apt"]
+               # explicit bus=pcie.0: with a PCIe expander bus QEMU would put them behind it
+               "-drive", f"file={overlay},format=qcow2,if=none,id=disk0,cache=unsafe",
+               "-device", "virtio-blk-pci,drive=disk0,bus=pcie.0",
+               "-netdev", f"user,id=mgmt,hostfwd=tcp:127.0.0.1:{c.port}-:22",
+               "-device", "virtio-net-pci,netdev=mgmt,bus=pcie.0",
+               # the host's lab apt cache, mounted by the image's fstab
+               "-fsdev", f"local,id=apt,path={apt_cache()},security_model=none",
+               "-device", "virtio-9p-pci,fsdev=apt,mount_tag=vio4wd-apt,bus=pcie.0"]
         if c.numa_nodes == 2:
             half = c.mem_mb // 2
             cpus = c.smp // 2
@@ -134,9 +141,13 @@ class LabVM:
                 cmd += ["-object", f"memory-backend-ram,id=m{node},size={half}M",
                         "-numa", f"node,nodeid={node},cpus={first}-{last},memdev=m{node}"]
         if c.sriov:
-            cmd += ["-device", "intel-iommu,intremap=on,caching-mode=on",
-                    "-device", "pcie-root-port,id=rp1,slot=1",
-                    "-netdev", f"tap,id=pf0,ifname={self.tap},script=no,downscript=no",
+            cmd += ["-device", "intel-iommu,intremap=on,caching-mode=on"]
+            if c.numa_nodes == 2:  # the NIC sits on node 1, behind a PCIe expander bus
+                cmd += ["-device", "pxb-pcie,id=pxb1,bus_nr=128,numa_node=1,bus=pcie.0",
+                        "-device", "pcie-root-port,id=rp1,bus=pxb1,chassis=1,slot=1"]
+            else:
+                cmd += ["-device", "pcie-root-port,id=rp1,slot=1"]
+            cmd += ["-netdev", f"tap,id=pf0,ifname={self.tap},script=no,downscript=no",
                     "-device", "igb,bus=rp1,netdev=pf0"]
         return cmd
 
@@ -147,23 +158,26 @@ class LabVM:
             raise LabError(f"lab VM {self.cfg.name} is already running (vio4wd-tool lab down --name {self.cfg.name})")
         base = ensure_image()
         self.stop()  # leftovers of a crashed run
-        self.dir.mkdir(parents=True)
-        self.cfg.port = _free_port()
-        (self.dir / "vm.json").write_text(json.dumps(asdict(self.cfg)))
-        overlay = self.dir / "disk.qcow2"
-        run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(overlay)])
-        if self.cfg.sriov:
-            run(["ip", "netns", "add", self.netns])
-            run(["ip", "tuntap", "add", self.tap, "mode", "tap"])
-        say(f"starting lab VM {self.cfg.name} (ssh on 127.0.0.1:{self.port}, {self.cfg.numa_nodes} NUMA node(s))")
-        self._started = time.monotonic()
-        run(self.qemu_command(overlay))
-        if self.cfg.sriov:
-            # QEMU holds the tap open: move its host end into the lab netns
-            run(["ip", "link", "set", self.tap, "netns", self.netns])
-            self.netns_exec(["ip", "addr", "add", f"{HOST_IP}/{PREFIX_LEN}", "dev", self.tap])
-            self.netns_exec(["ip", "link", "set", self.tap, "up"])
-        self._write_inventory()
+        try:
+            self.dir.mkdir(parents=True)
+            self.cfg.port = _free_port()
+            (self.dir / "vm.json").write_text(json.dumps(asdict(self.cfg)))
+            overlay = self.dir / "disk.qcow2"
+            run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(overlay)])
+            if self.cfg.sriov:
+                run(["ip", "netns", "add", self.netns])
+                run(["ip", "tuntap", "add", self.tap, "mode", "tap"])
+            say(f"starting lab VM {self.cfg.name} (ssh on 127.0.0.1:{self.port}, {self.cfg.numa_nodes} NUMA node(s))")
+            run(self.qemu_command(overlay))
+            if self.cfg.sriov:
+                # QEMU holds the tap open: move its host end into the lab netns
+                run(["ip", "link", "set", self.tap, "netns", self.netns])
+                self.netns_exec(["ip", "addr", "add", f"{HOST_IP}/{PREFIX_LEN}", "dev", self.tap])
+                self.netns_exec(["ip", "link", "set", self.tap, "up"])
+            self._write_inventory()
+        except BaseException:
+            self.stop()
+            raise
 
     def wait_ssh(self, timeout: float = BOOT_TIMEOUT) -> float:
         """Wait until SSH answers; returns the seconds waited."""

@@ -59,7 +59,7 @@ summary:
   description: Counts per status (PASS, WARN, FAIL, SKIP).
   type: dict
   returned: always
-failed:
+failures:
   description: The FAIL results (id, subject, finding, fix).
   type: list
   elements: dict
@@ -97,7 +97,7 @@ def main():
     results = doctor.run(host, intent, p["only"])
     doc = doctor.to_json(host, intent, results, time.monotonic() - t0)
     failed = [{k: c[k] for k in ("id", "subject", "finding", "fix")} for c in doc["checks"] if c["status"] == "FAIL"]
-    ret = dict(changed=False, doctor=doc, ok=doc["ok"], summary=doc["summary"], failed=failed)
+    ret = dict(changed=False, doctor=doc, ok=doc["ok"], summary=doc["summary"], failures=failed)
     if p["fail_on_fail"] and not doc["ok"]:
         module.fail_json(msg="doctor: %d check(s) FAIL: %s" % (len(failed), ", ".join(
             "%s%s" % (f["id"], "(%s)" % f["subject"] if f["subject"] else "") for f in failed)), **ret)
