@@ -14,7 +14,7 @@ export DEBIAN_FRONTEND=noninteractive
 base_pkgs=(python3 python3-venv python3-dev gcc make pkg-config libffi-dev git iproute2 iputils-ping
            kmod pciutils util-linux procps)
 dpdk_pkgs=(dpdk dpdk-dev libdpdk-dev)
-lab_pkgs=(busybox-static cpio linux-image-amd64 mmdebstrap e2fsprogs fdisk openssh-client
+lab_pkgs=(busybox-static cpio linux-image-amd64 linux-headers-amd64 dkms dpdk-kmods-dkms mmdebstrap e2fsprogs fdisk openssh-client libxml2-utils
           libvirt-clients grub2-common openvswitch-switch tcpdump)
 bpo_pkgs=(qemu-system-x86 qemu-utils)
 

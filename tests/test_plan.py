@@ -53,16 +53,6 @@ def add_nic(tree, node):
         (tree.p(f"{devs}/{vf}") / "physfn").symlink_to(f"../{PF}")
 
 
-def two_node(capture_tree):
-    name = "labvm-2node"
-    if (CAPTURES / name).is_dir():  # the lab engineer's real capture, when it exists
-        t = capture_tree(name)
-        if len(t.host().cpu.nodes) == 2:
-            add_nic(t, 1)
-            return t
-    return make_two_node(capture_tree("devbox"))
-
-
 # ------------------------------------------------------------------ devbox (1 node, 2 CPUs)
 
 def test_devbox_best_possible_plan(capture_tree):
@@ -104,7 +94,7 @@ def test_vfio_on_intel_adds_intel_iommu_on(capture_tree):
 # ------------------------------------------------------------------ two NUMA nodes
 
 def test_two_node_plan_is_node_local(capture_tree):
-    t = two_node(capture_tree)
+    t = make_two_node(capture_tree("devbox"))  # 8 CPUs with SMT: room for a full plan
     host = t.host()
     cpu = host.cpu
     p = compute(host, Intent(relays=2, jumbo=True), pfs=[PF], guest_mem_kb=[1048576], guest_vcpus=1)
@@ -265,3 +255,14 @@ def test_writing_needs_root_and_says_so(tmp_path):
     r = subprocess.run(as_nobody + ["plan", "--relays", "1", "--plan", str(out)], capture_output=True, text=True)
     assert r.returncode == 2 and "needs root: run it with sudo" in r.stderr and not out.exists()
     shutil.rmtree(d)
+
+
+def test_lab_two_node_capture_plan(capture_tree):
+    """The real two-node lab VM: CPU 0 on node 0, CPU 1 on node 1 with the igb PF and its VFs."""
+    host = capture_tree("labvm-2node").host()
+    p = compute(host, Intent(relays=2), pfs=["0000:81:00.0"])
+    assert p["node"] == 1 and p["workers"] == [1]
+    assert p["housekeeping"] == [0] and p["main_lcore"] == 0
+    assert p["hugepages_2m"] == {"1": 384}
+    assert [r["vf"] for r in p["relays"]] == ["0000:81:10.0", "0000:81:10.2"]
+    assert all(r["vf2vm_cpu"] == 1 and r["vm2vf_cpu"] == 1 for r in p["relays"])
