@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from testlib import CAPTURES, vio4wd_tool
+from testlib import vio4wd_tool
 
 from vio4wd_tool.actions import ActionError
 from vio4wd_tool.intent import Intent

@@ -12,7 +12,7 @@ from .root import Root
 
 EXIT_USAGE = 2
 # modules that add their own sub-commands with register(subparsers): one concern, one module
-COMMAND_MODULES: list[str] = ["hugepages", "sriov", "vm", "kmod", "plan", "fwdctl", "grub", "irq", "fwdconfig"]
+COMMAND_MODULES: list[str] = ["plan", "grub", "hugepages", "kmod", "sriov", "irq", "vm", "fwdconfig", "fwdctl", "lab"]
 
 
 class UsageError(Exception):

@@ -81,6 +81,11 @@ def _capture(args) -> int:
     return 0
 
 
+def _host(args) -> int:
+    from .hostdemo import run
+    return run(args)
+
+
 def register(subparsers) -> argparse.ArgumentParser:
     """Add `lab` and its sub-commands to an argparse subparsers object."""
     lab = subparsers.add_parser("lab", help="lab VMs and test guests (QEMU 10, TCG)",
@@ -117,6 +122,12 @@ def register(subparsers) -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="list lab VMs")
     p.set_defaults(func=_status)
+
+    p = sub.add_parser("host", help="host-only lab: forwarder + net_tap VF stand-in + QEMU guest; ping through it")
+    p.add_argument("--pings", type=int, default=10, help="pings to send through the forwarder (default 10)")
+    p.add_argument("--keep", action="store_true", help="keep it running until Ctrl-C to look around")
+    p.add_argument("--down", action="store_true", help="remove a host lab left behind by a crash")
+    p.set_defaults(func=_host)
 
     p = sub.add_parser("capture", help="run `vio4wd-tool capture` in a fresh lab VM with VFs; copy it to OUT")
     p.add_argument("out", help="fixture directory to (re)create, e.g. tests/fixtures/captures/labvm-igb-sriov")
