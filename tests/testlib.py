@@ -1,6 +1,7 @@
 """Helpers shared by the tests (import as `from testlib import ...`; pythonpath includes tests/)."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -22,9 +23,9 @@ class Tree:
         return self.path / hostpath.lstrip("/")
 
     def write(self, hostpath: str, text: str) -> None:
-        f = self.p(hostpath)
-        if f.is_symlink():
-            f = f.resolve()
+        # resolve symlinks on the way, dangling ones too (a capture's /lib -> usr/lib whose
+        # target git could not keep because it held no file)
+        f = Path(os.path.realpath(self.p(hostpath)))
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(text)
 
