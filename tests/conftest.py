@@ -30,6 +30,12 @@ def capture_tree(tmp_path):
             n += 1
             dst = tmp_path / f"{name}-{n}"
         shutil.copytree(src, dst, symlinks=True)
+        # git keeps no empty directory: a capture's `lib -> usr/lib` may dangle in a fresh clone
+        for d, dirs, files in os.walk(dst):
+            for n in dirs + files:
+                p = os.path.join(d, n)
+                if os.path.islink(p) and not os.path.exists(p):
+                    os.makedirs(os.path.realpath(p), exist_ok=True)
         return Tree(dst)
 
     return make
