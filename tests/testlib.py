@@ -5,9 +5,9 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CAPTURES = REPO / "tests" / "fixtures" / "captures"
@@ -56,3 +56,14 @@ def vio4wd_tool(*args, check=False, **kw) -> subprocess.CompletedProcess:
     exe = VENV_BIN / "vio4wd-tool"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "vio4wd_tool"]
     return subprocess.run(cmd + list(args), capture_output=True, text=True, check=check, **kw)
+
+
+def wait_for(pred, timeout: float = 20, what: str = "condition", interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)

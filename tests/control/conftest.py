@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -116,12 +115,3 @@ def fwd(dataplane):
         assert rc == 0, f"forwarder exited {rc}; log:\n{f.log()}"
 
 
-def wait_for(pred, timeout: float = 10, what: str = "condition", interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)

@@ -8,7 +8,7 @@ from vio4wd_tool import fwdctl
 from vio4wd_tool.fwdctl import Client, port_request
 from forwarder.control import virtioforwarder_pb2 as pb
 
-from .conftest import wait_for
+from testlib import wait_for
 
 VF2VM, VM2VF = 0, 1
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FWD_CPU, MAIN_CPU, REPO, wait_for
+from .conftest import FWD_CPU, MAIN_CPU, REPO
+from testlib import wait_for
 
 pytestmark = pytest.mark.dpdk
 

@@ -13,7 +13,7 @@ from forwarder.control import virtioforwarder_pb2 as pb
 from vio4wd_tool import fwdctl
 from vio4wd_tool.fwdctl import Client, port_request
 
-from .conftest import wait_for
+from testlib import wait_for
 
 pytestmark = pytest.mark.dpdk
 FRAMES_PER_ENDPOINT = 1500

@@ -13,7 +13,7 @@ from forwarder.control.ovsdb import vf_of
 from vio4wd_tool import fwdctl
 from vio4wd_tool.fwdctl import Client
 
-from .conftest import wait_for
+from testlib import wait_for
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 

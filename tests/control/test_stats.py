@@ -12,7 +12,7 @@ from forwarder.control import virtioforwarder_pb2 as pb
 from vio4wd_tool import cli, fwdctl
 from vio4wd_tool.fwdctl import Client, port_request
 
-from .conftest import wait_for
+from testlib import wait_for
 
 pytestmark = pytest.mark.dpdk
 

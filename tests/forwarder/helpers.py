@@ -8,7 +8,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -99,15 +98,6 @@ class Proc:
             self.p.wait()
 
 
-def wait_for(pred, timeout: float = 20, what: str = "condition", interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 def fwd_settings(sock_dir: Path, **kw) -> dict:

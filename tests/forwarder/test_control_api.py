@@ -2,8 +2,8 @@
 sockets, bonds, error codes, and moving directions between workers under traffic."""
 import pytest
 
-from helpers import (FWD_CPU, PEER_CPU, fwd_eal, fwd_settings, peer_eal, read_pcap, udp_frame,
-                     wait_for, write_pcap)
+from helpers import FWD_CPU, PEER_CPU, fwd_eal, fwd_settings, peer_eal, read_pcap, udp_frame, write_pcap
+from testlib import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk]
 

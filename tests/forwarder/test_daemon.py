@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (FWD_CPU, PEER_CPU, REPO, peer_eal, udp_frame, wait_for, write_pcap)
+from helpers import FWD_CPU, PEER_CPU, REPO, peer_eal, udp_frame, write_pcap
+from testlib import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk]
 DPDK_RUNTIME = Path("/var/run/dpdk")

@@ -3,7 +3,8 @@ carrying its own traffic both ways, at the same time."""
 
 import pytest
 
-from helpers import fwd_eal, fwd_settings, peer_eal, read_pcap, udp_frame, wait_for, write_pcap
+from helpers import fwd_eal, fwd_settings, peer_eal, read_pcap, udp_frame, write_pcap
+from testlib import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk]
 PER_RELAY = 100

@@ -4,8 +4,8 @@ import struct
 
 import pytest
 
-from helpers import (FWD_CPU, fwd_eal, fwd_settings, peer_eal, read_pcap, udp_frame, wait_for,
-                     write_pcap)
+from helpers import FWD_CPU, fwd_eal, fwd_settings, peer_eal, read_pcap, udp_frame, write_pcap
+from testlib import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk]
 QUEUES = 4

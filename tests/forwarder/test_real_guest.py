@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import fwd_eal, fwd_settings, wait_for
+from helpers import fwd_eal, fwd_settings
+from testlib import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk, pytest.mark.qemu]
 HOST_IP, GUEST_IP, TAP = "10.212.0.1", "10.212.0.2", "vf0"

@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from helpers import fwd_eal, fwd_settings, peer_eal, wait_for
+from helpers import fwd_eal, fwd_settings, peer_eal
+from testlib import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk]
 CYCLES = 300

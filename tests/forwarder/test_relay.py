@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from helpers import (FWD_CPU, PEER_CPU, file_prefix, fwd_eal, fwd_settings, peer_eal, read_pcap,
-                     remove_runtime_dir, udp_frame, wait_for, write_pcap)
+from helpers import FWD_CPU, PEER_CPU, file_prefix, fwd_eal, fwd_settings, peer_eal, read_pcap, remove_runtime_dir, udp_frame, write_pcap
+from testlib import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.dpdk]
 
