@@ -106,3 +106,18 @@ def test_iommu_mode_fail_igb_uio_on_translating_vm(capture_tree):
     st, res = worst(capture_tree(CAP), "iommu.mode", driver="igb_uio")
     assert st is Status.FAIL and "DMA translation active in 11 of 11" in res[0].finding
     assert worst(capture_tree(CAP), "iommu.mode", driver="vfio-pci")[0] is Status.PASS
+
+
+def test_iommu_vendor_comes_from_the_acpi_table(capture_tree):
+    """The TCG lab VM reports an AMD CPU but QEMU emulates intel-iommu: the DMAR table decides."""
+    from vio4wd_tool.iommu import is_intel
+
+    t = capture_tree(CAP)
+    assert t.host().cpu.vendor == "AuthenticAMD" and not is_intel(t.host())
+    t.write("/sys/firmware/acpi/tables/DMAR", "DMAR")
+    assert is_intel(t.host())
+    st, res = worst(t, "iommu.mode", driver="igb_uio")
+    assert st is Status.FAIL and "intel_iommu" not in res[0].fix  # igb_uio needs only iommu=pt
+    t2 = capture_tree("devbox")  # an Intel CPU, and a firmware that says AMD-Vi
+    t2.write("/sys/firmware/acpi/tables/IVRS", "IVRS")
+    assert not is_intel(t2.host())

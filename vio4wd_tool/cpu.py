@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .checks import check, fail, ok, skip, warn
+from .checks import check, fail, ok, skip
 from .root import Root
 
 CPU_DIR = "/sys/devices/system/cpu"

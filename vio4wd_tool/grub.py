@@ -312,6 +312,7 @@ def grub_action(root: Root, args: list[str], *, check: bool = False, regenerate:
 
 def cmd_grub(args) -> int:
     from .host import Host
+    from .iommu import is_intel
     from .plan import load_plan
 
     root = Root(args.root)
@@ -319,7 +320,7 @@ def cmd_grub(args) -> int:
         v = getattr(args, name)
         if v is not None and v < 0:
             raise ActionError(f"--{name.replace('_', '-')} {v}: expected a page count >= 0")
-    intel = Host(root).cpu.vendor == "GenuineIntel"
+    intel = is_intel(Host(root))
     try:
         plan = load_plan(args.plan, root=root)
     except ActionError:

@@ -7,6 +7,8 @@ from .checks import check, fail, ok, skip, warn
 from .root import Root
 
 GROUPS_DIR = "/sys/kernel/iommu_groups"
+# the firmware's IOMMU table names the hardware even while the kernel leaves the IOMMU off
+ACPI_TABLES = {"intel": "/sys/firmware/acpi/tables/DMAR", "amd": "/sys/firmware/acpi/tables/IVRS"}
 
 # iommu_groups/N/type values: identity = passthrough; DMA / DMA-FQ = translation
 PASSTHROUGH = "identity"
@@ -15,6 +17,7 @@ PASSTHROUGH = "identity"
 @dataclass
 class IommuInfo:
     groups: dict[int, str]  # group -> type ('' when the file is missing)
+    hardware: str = ""  # 'intel' (DMAR), 'amd' (IVRS) or '' (no ACPI table seen)
 
     @property
     def mode(self) -> str:
@@ -33,7 +36,16 @@ def probe(root: Root) -> IommuInfo:
     groups = {}
     for d in root.glob(GROUPS_DIR, "[0-9]*"):
         groups[int(d.rsplit("/", 1)[1])] = root.read(f"{d}/type", "") or ""
-    return IommuInfo(groups)
+    hw = next((k for k, path in ACPI_TABLES.items() if root.exists(path)), "")
+    return IommuInfo(groups, hw)
+
+
+def is_intel(host) -> bool:
+    """Whether the IOMMU is Intel VT-d (so `intel_iommu=on` applies): from the ACPI DMAR table,
+    else from the CPU vendor (a TCG guest may report AMD while QEMU emulates intel-iommu)."""
+    if host.iommu.hardware:
+        return host.iommu.hardware == "intel"
+    return host.cpu.vendor == "GenuineIntel"
 
 
 def iommu_args(driver: str, intel: bool) -> list[str]:
@@ -49,8 +61,7 @@ def iommu_args(driver: str, intel: bool) -> list[str]:
 def check_mode(host, intent):
     info = host.iommu
     mode = info.mode
-    intel = host.cpu.vendor == "GenuineIntel"
-    want = " ".join(iommu_args(intent.driver, intel))
+    want = " ".join(iommu_args(intent.driver, is_intel(host)))
     if intent.driver == "igb_uio":
         if mode in ("translation", "mixed"):
             n = sum(1 for t in info.groups.values() if t != PASSTHROUGH)
@@ -74,7 +85,7 @@ def check_args(host, intent):
     vals = [v for v in host.kernel.cmdline if v.startswith("intel_iommu=")]
     bad = [v for v in vals if "pt" in v.split("=", 1)[1].split(",")]
     if bad:
-        intel = host.cpu.vendor == "GenuineIntel"
+        intel = is_intel(host)
         return warn("'intel_iommu=pt' is ignored: the kernel's intel_iommu= parser has no 'pt' "
                     "value, so the IOMMU stays at the kernel's default (often translation)",
                     f"replace it by '{' '.join(iommu_args(intent.driver, intel))}' "

@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from .checks import check, fail, ok, skip, warn
+from .checks import check, fail, ok, skip
 from .root import Root
 
 SYS_MODULE = "/sys/module"

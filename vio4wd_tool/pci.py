@@ -1,7 +1,6 @@
 """PCI devices, SR-IOV PFs/VFs, their net interfaces: probe and address syntax."""
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from dataclasses import dataclass, field

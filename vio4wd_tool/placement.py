@@ -36,7 +36,7 @@ def check_workers(host, intent):
                         subject="exist"))
     if offline:
         out.append(fail(f"worker CPU(s) {format_cpulist(offline)} are offline",
-                        f"echo 1 > /sys/devices/system/cpu/cpuN/online, or pick others", subject="online"))
+                        "echo 1 > /sys/devices/system/cpu/cpuN/online, or pick others", subject="online"))
     if intent.main_lcore is not None and intent.main_lcore in workers:
         out.append(fail(f"the main lcore {intent.main_lcore} is also a worker: its control work stalls "
                         "the worker's relays", "set VIRTIOFWD_MASTER_LCORE to a housekeeping CPU",

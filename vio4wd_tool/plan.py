@@ -27,7 +27,7 @@ import re
 from .actions import ActionError, ActionResult, emit, execute, file_change, require_root
 from .cpu import format_cpulist, format_mask, parse_cpulist, parse_mask
 from .hugepages import NEED_2M_JUMBO, NEED_2M_PLAIN, SIZE_1G, SIZE_2M, parse_size
-from .iommu import iommu_args
+from .iommu import iommu_args, is_intel
 from .pci import PciAddressError, is_pci, normalize_pci
 from .placement import vf_nodes
 from .root import Root
@@ -322,7 +322,7 @@ def compute(host, intent, *, pfs: list[str] = (), cpus: list[int] | None = None,
                      "2 MiB pages land on node 0")
 
     # --- kernel args (vio4wd-tool grub applies them)
-    intel = cpu.vendor == "GenuineIntel"
+    intel = is_intel(host)
     kargs = ["default_hugepagesz=2M", "hugepagesz=2M", f"hugepages={boot2}"]
     if boot1:
         kargs += ["hugepagesz=1G", f"hugepages={boot1}"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .checks import check, fail, ok, skip, warn
 from .cpu import parse_cpulist
