@@ -68,6 +68,16 @@ def atomic_write(path: str | os.PathLike, text: str, mode: int | None = None, ba
     return bak
 
 
+def symlink(root: Root, link: str, target: str) -> None:
+    """Make host path `link` a symlink to host path `target` (e.g. a systemd unit's enable link);
+    inside a captured tree the link is made relative so it resolves within the tree."""
+    real = root.path(link)
+    real.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(real):
+        real.unlink()
+    os.symlink(target if root.live else os.path.relpath(root.path(target), real.parent), real)
+
+
 def write_sysfs(path: str | os.PathLike, value: str) -> None:
     """Write a kernel file (sysfs/procfs) in one write(); errors carry the path."""
     try:

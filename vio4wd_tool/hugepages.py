@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .actions import (ActionError, ActionResult, Change, emit, execute, file_change, require_root, run_cmd,
+                      symlink, write_sysfs)
 from .checks import check, fail, ok, skip, warn
 from .root import Root
 
@@ -313,7 +315,6 @@ def _node_dirs(root: Root) -> list[int]:
 
 def validate(root: Root, hp: HugeInfo, req: HugeRequest) -> None:
     """Refuse bad input before anything is touched; messages name the value and the fix."""
-    from .actions import ActionError
 
     nodes = _node_dirs(root)
     per_node_kb: dict = {}
@@ -346,7 +347,6 @@ def validate(root: Root, hp: HugeInfo, req: HugeRequest) -> None:
 
 def _reserve(root: Root, size_kb: int, node: int | None, want: int, retries: int) -> int:
     """Write nr_hugepages, read it back; retry (compacting memory) a bounded number of times."""
-    from .actions import ActionError, write_sysfs
     import time
 
     f = pool_file(size_kb, node)
@@ -391,7 +391,6 @@ def _tree_set_pool(root: Root, size_kb: int, node: int | None, want: int) -> Non
 
 
 def _mount(root: Root, size_kb: int, path: str) -> None:
-    from .actions import run_cmd
 
     real = root.path(path)
     real.mkdir(parents=True, exist_ok=True)
@@ -406,7 +405,6 @@ def _mount(root: Root, size_kb: int, path: str) -> None:
 
 def _qemu_owner(root: Root, spec: str | None):
     """(user, group, uid, gid) of the qemu user and kvm group, or None when libvirt is absent."""
-    from .actions import ActionError
     from . import virt
 
     users, groups = {}, {}
@@ -434,7 +432,6 @@ def _qemu_owner(root: Root, spec: str | None):
 
 def hugepages_action(root: Root, req: HugeRequest):
     """Plan (and, through `actions.execute`, apply) reservations, mounts and max_map_count."""
-    from .actions import ActionError, ActionResult, Change, file_change, write_sysfs
 
     hp = probe(root)
     validate(root, hp, req)
@@ -494,7 +491,7 @@ def hugepages_action(root: Root, req: HugeRequest):
             link = f"{UNIT_DIR}/sysinit.target.wants/{mount_unit_name(path)}"
             if proot.link_name(link) != mount_unit_name(path):
                 res.changes.append(Change(f"enable {mount_unit_name(path)} ({link})",
-                                          apply=lambda l=link, u=unit: _symlink(proot, l, u)))
+                                          apply=lambda l=link, u=unit: symlink(proot, l, u)))
         if owner:
             user, group, uid, gid = owner
             d = f"{path}/libvirt"
@@ -543,20 +540,10 @@ def hugepages_action(root: Root, req: HugeRequest):
 
 
 def _daemon_reload(proot: Root) -> None:
-    from .actions import run_cmd
 
     if proot.live and proot.is_dir("/run/systemd/system"):
         run_cmd(["systemctl", "daemon-reload"])
 
-
-def _symlink(proot: Root, link: str, target: str) -> None:
-    import os
-
-    real = proot.path(link)
-    real.parent.mkdir(parents=True, exist_ok=True)
-    if os.path.lexists(real):
-        real.unlink()
-    os.symlink(target if proot.live else os.path.relpath(proot.path(target), real.parent), real)
 
 
 def _owned_dir(root: Root, d: str, uid: int, gid: int) -> None:
@@ -617,7 +604,6 @@ def register(sub) -> None:
 
 def cmd_hugepages(args) -> int:
     import os
-    from .actions import ActionError, emit, execute, require_root
 
     root = Root(args.root)
     pages: dict = {}

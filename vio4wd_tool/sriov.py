@@ -15,8 +15,7 @@ import re
 import sys
 import time
 
-from .actions import (ActionError, ActionResult, Change, emit, execute, file_change, require_root,
-                      run_cmd, write_sysfs)
+from .actions import (ActionError, ActionResult, Change, emit, execute, file_change, require_root, run_cmd, symlink, write_sysfs)
 from .checks import check, fail, ok, skip, warn
 from .pci import PCI_DIR, PciDevice, PciInfo, is_pci, normalize_pci, probe as probe_pci
 from .root import Root
@@ -271,16 +270,9 @@ def persist_changes(proot: Root, state: dict) -> list[Change]:
         out.append(c)
     link = f"{UNIT_DIR}/multi-user.target.wants/{UNIT_NAME}"
     if proot.link_name(link) != UNIT_NAME:
-        out.append(Change(f"enable {UNIT_NAME} ({link})", apply=lambda: _symlink(proot, link, unit)))
+        out.append(Change(f"enable {UNIT_NAME} ({link})", apply=lambda: symlink(proot, link, unit)))
     return out
 
-
-def _symlink(proot: Root, link: str, target: str) -> None:
-    real = proot.path(link)
-    real.parent.mkdir(parents=True, exist_ok=True)
-    if os.path.lexists(real):
-        real.unlink()
-    os.symlink(target if proot.live else os.path.relpath(proot.path(target), real.parent), real)
 
 
 # ---------------------------------------------------------------- create
