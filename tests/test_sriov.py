@@ -265,3 +265,17 @@ def test_replay_bad_state(tmp_path, host):
     bad.write_text("{}")
     cp = vio4wd_tool("vfs", "replay", "--root", str(t.path), "--state", str(bad))
     assert cp.returncode == 2 and "not a vio4wd.vfs/1 file" in cp.stderr
+
+
+def test_bind_vfio_loads_and_persists_the_module(host):
+    """vfio-pci is in-tree: binding to it plans `modprobe vfio_pci` and a modules-load.d entry."""
+    import shutil
+    t, pf, ifname, vfs = host
+    drv = t.p("/sys/bus/pci/drivers/vfio-pci")
+    if drv.exists():
+        shutil.rmtree(drv)
+    p = vio4wd_tool("vfs", "bind", vfs[0], "--driver", "vfio-pci", "--check", "--json", "--root", str(t.path))
+    out = json.loads(p.stdout)
+    whats = [c["what"] for c in out["changes"]]
+    assert whats[0] == "modprobe vfio_pci", whats
+    assert any("modules-load.d/vio4wd-vfio_pci.conf" in w for w in whats), whats

@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from .actions import ActionError, ActionResult, Change, emit, execute, file_change, require_root, run_cmd
 from .checks import check, fail, ok, skip
 from .root import Root
 
@@ -146,7 +147,6 @@ def module_file(root: Root, release: str) -> ModuleFile | None:
 
 def verify_module(root: Root, release: str) -> ModuleFile:
     """The igb_uio.ko for `release`, built for it (vermagic); ActionError naming the fix otherwise."""
-    from .actions import ActionError
 
     f = module_file(root, release)
     if f is None:
@@ -175,7 +175,6 @@ def run_progress(argv: list[str], what: str, timeout: float = 1800) -> None:
     import subprocess
     import sys
     import time
-    from .actions import ActionError
 
     print(f"igb-uio: {what}: {' '.join(argv)}", file=sys.stderr, flush=True)
     try:
@@ -199,7 +198,6 @@ def run_progress(argv: list[str], what: str, timeout: float = 1800) -> None:
 
 def igb_uio_action(root: Root, release: str | None = None, load: bool = True, rebuild: bool = False,
                    source: str | None = None, persist: bool = True, persist_root: Root | None = None):
-    from .actions import ActionError, ActionResult, Change, file_change, run_cmd
     from .kernel import probe as kprobe
 
     running = kprobe(root).release
@@ -263,29 +261,45 @@ def igb_uio_action(root: Root, release: str | None = None, load: bool = True, re
     elif f is not None:
         res.data["module"] = f.path
     if load and release == running:
-        info = probe(root, release)
-        for m in ("uio", "igb_uio"):
-            if not info.present(m):
-                def do_load(m=m):
-                    _need_live(root, f"modprobe {m}")
-                    try:
-                        run_cmd(["modprobe", m], timeout=60)
-                    except ActionError as e:
-                        raise ActionError(f"modprobe {m} failed: {e}; {explain_modprobe(str(e), root)}") from e
-
-                res.changes.append(Change(f"modprobe {m}", apply=do_load))
+        res.changes += load_changes(root, ["uio", "igb_uio"], release, persist=False)
     elif load:
         res.notes.append(f"built for {release}, not loaded: the running kernel is {running}")
     if persist:
-        c = file_change(persist_root or root, MODULES_LOAD,
-                        "# managed by vio4wd-tool igb-uio: load the DPDK VF driver at boot\nuio\nigb_uio\n")
-        if c:
-            res.changes.append(c)
+        res.changes += persist_changes(persist_root or root, ["uio", "igb_uio"], MODULES_LOAD)
     return res
 
 
+def load_changes(root: Root, modules: list[str], release: str, persist: bool = True,
+                 persist_root: Root | None = None) -> list:
+    """Changes that modprobe each of `modules` not yet loaded (in order) and, with `persist`, list
+    them in /etc/modules-load.d/vio4wd-<last>.conf so they load at boot."""
+
+    info = probe(root, release)
+    out = []
+    for m in modules:
+        if info.present(m):
+            continue
+
+        def do_load(m=m):
+            _need_live(root, f"modprobe {m}")
+            try:
+                run_cmd(["modprobe", m], timeout=60)
+            except ActionError as e:
+                raise ActionError(f"modprobe {m} failed: {e}; {explain_modprobe(str(e), root)}") from e
+
+        out.append(Change(f"modprobe {m}", apply=do_load))
+    if persist:
+        out += persist_changes(persist_root or root, modules, f"/etc/modules-load.d/vio4wd-{modules[-1]}.conf")
+    return out
+
+
+def persist_changes(root: Root, modules: list[str], conf: str) -> list:
+    c = file_change(root, conf, "# managed by vio4wd-tool: load the DPDK VF driver at boot\n"
+                    + "".join(f"{m}\n" for m in modules))
+    return [c] if c else []
+
+
 def _need_live(root: Root, what: str) -> None:
-    from .actions import ActionError
 
     if not root.live:
         raise ActionError(f"{what} needs the live host, not the captured tree {root.prefix}")
@@ -309,7 +323,6 @@ def register(sub) -> None:
 
 
 def cmd_igb_uio(args) -> int:
-    from .actions import emit, execute, require_root
 
     root = Root(args.root)
     res = igb_uio_action(root, args.kernel, args.load, args.rebuild, args.source, args.persist,

@@ -15,8 +15,11 @@ import re
 import sys
 import time
 
-from .actions import (ActionError, ActionResult, Change, emit, execute, file_change, require_root, run_cmd, symlink, write_sysfs)
+from .actions import (ActionError, ActionResult, Change, emit, execute, file_change, require_root, run_cmd,
+                      symlink, write_sysfs)
+from . import kmod
 from .checks import check, fail, ok, skip, warn
+from .kernel import probe as probe_kernel
 from .pci import PCI_DIR, PciDevice, PciInfo, is_pci, normalize_pci, probe as probe_pci
 from .root import Root
 
@@ -176,6 +179,9 @@ class TreeKernel(Kernel):
 
     def wait_vfs(self, pf: str, n: int, timeout: float) -> bool:
         return _poll(lambda: vfs_present(self.root, pf, n), timeout)  # file-tree fallback
+
+
+IN_TREE_DRIVERS = ("vfio-pci", "uio_pci_generic")
 
 
 def kernel_for(root: Root) -> Kernel:
@@ -384,9 +390,15 @@ def bind_action(root: Root, addrs: list[str], driver: str, force: bool = False, 
     addrs = [pci_addr(a) for a in addrs]
     driver = normalize_driver(driver)
     pci = probe_pci(root)
+    k = kernel_for(root)
+    res = ActionResult("vfs")
     if not root.is_dir(f"{DRIVERS_DIR}/{driver}"):
-        fix = {"igb_uio": "vio4wd-tool igb-uio", "vfio-pci": "modprobe vfio-pci"}.get(driver, f"modprobe {driver}")
-        raise ActionError(f"driver {driver} is not loaded ({DRIVERS_DIR}/{driver} missing): {fix}")
+        if driver not in IN_TREE_DRIVERS:  # igb_uio is built and loaded by its own action
+            fix = "vio4wd-tool igb-uio" if driver == "igb_uio" else f"modprobe {driver}"
+            raise ActionError(f"driver {driver} is not loaded ({DRIVERS_DIR}/{driver} missing): {fix}")
+        # an in-tree DPDK driver: load it now and at every boot
+        res.changes += kmod.load_changes(root, [driver.replace("-", "_")], probe_kernel(root).release, persist=persist,
+                                         persist_root=persist_root)
     devs = []
     for a in addrs:
         dev = pci.get(a)
@@ -406,8 +418,6 @@ def bind_action(root: Root, addrs: list[str], driver: str, force: bool = False, 
             raise ActionError(f"{a} has no IOMMU group: vfio-pci needs the IOMMU on (intel_iommu=on iommu=pt: "
                               "vio4wd-tool grub), or use --driver igb_uio")
         devs.append(dev)
-    k = kernel_for(root)
-    res = ActionResult("vfs")
     for dev in devs:
         if dev.driver == driver and dev.driver_override in (driver, None):
             if dev.driver_override is None:
