@@ -60,9 +60,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.vio4wd-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ -n "$(find forwarder -newer "$stamp" -name '*.c' -o -newer "$stamp" -name '*_build.py' 2>/dev/null | head -1)" ]; then
-  say "installing vio4wd into .venv (editable, with test extras)"
+  say "installing vio4wd into .venv (editable, with the test and lab extras)"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test]'
+  .venv/bin/pip install -q -e '.[test,lab]'
   touch "$stamp"
 fi
 say "ready: $(.venv/bin/vio4wd-tool --version 2>/dev/null || echo vio4wd-tool)"
