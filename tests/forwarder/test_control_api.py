@@ -107,7 +107,7 @@ def test_remove_socket_under_a_connected_guest(hugedir, procs, tmp_path):
         wait_for(lambda: fwd.call("status", 0)["virtio_state"] == "VIRTIO_READY",
                  what="guest up")
         tx = fwd.call("status", 0)["vf2vm"]["tx_pkts"]     # counters are per relay, kept
-        peer.send(op="drain", seconds=1)
+        peer.send(op="drain", seconds=3)  # long enough for a loaded machine
         wait_for(lambda: fwd.call("status", 0)["vf2vm"]["tx_pkts"] > tx + 1000, what="traffic")
         assert fwd.call("remove_socket", sock) == 0
         st = fwd.call("status", 0)
