@@ -95,3 +95,17 @@ def test_cli(capture_tree):
     # the doctor reads the rendered file and agrees on the workers
     r = vio4wd_tool("doctor", "--root", str(t.path), "--json", "--only", "cpu.workers")
     assert json.loads(r.stdout)["intent"]["workers"] == [1]
+
+
+def test_socket_owner_is_one_the_host_has(capture_tree):
+    """The original's default owner libvirt-qemu:kvm only where it exists: a host without libvirt
+    (this machine, the lab VMs) gets '' (the daemon's user), else the forwarder cannot start."""
+    t, plan = two_node_plan(capture_tree)
+    r = config_action(Root(t.path), plan)
+    s = ForwarderSettings.from_env(read_env_file(t.p(CONFIG)))
+    assert (s.socket_owner, s.socket_group) == ("", "kvm")  # this machine has a kvm group, no QEMU user
+    assert any("no QEMU user" in n for n in r.notes)
+    t.append("/etc/passwd", "libvirt-qemu:x:64055:107::/var/lib/libvirt:/usr/sbin/nologin\n")
+    config_action(Root(t.path), plan, fresh=True)
+    s = ForwarderSettings.from_env(read_env_file(t.p(CONFIG)))
+    assert (s.socket_owner, s.socket_group) == ("libvirt-qemu", "kvm")

@@ -95,9 +95,23 @@ def plan_values(plan: dict) -> dict[str, str | list[str]]:
     }
 
 
-def render(plan: dict, existing: dict[str, str | list[str]] | None = None) -> str:
+def host_socket_owner(root: Root) -> dict[str, str]:
+    """Socket owner/group defaults that exist on this host: the QEMU user (libvirt-qemu or qemu)
+    and kvm, else '' (keep the daemon's), so the forwarder starts on hosts without libvirt."""
+    from .host import Host
+    from .virt import KVM_GROUP
+
+    virt = Host(root).virt
+    user = virt.qemu_user()
+    return {"VIRTIOFWD_SOCKET_OWNER": user.name if user else "",
+            "VIRTIOFWD_SOCKET_GROUP": KVM_GROUP if KVM_GROUP in virt.groups else ""}
+
+
+def render(plan: dict, existing: dict[str, str | list[str]] | None = None,
+           host_defaults: dict[str, str] | None = None) -> str:
     existing = existing or {}
     values: dict[str, str | list[str]] = _defaults()
+    values.update(host_defaults or {})
     values.update({k: v for k, v in existing.items() if k in VARIABLES})
     values.update(plan_values(plan))
     lines = ["# /etc/default/virtioforwarder: the vio4wd virtio-forwarder's settings.",
@@ -152,11 +166,16 @@ def config_action(root: Root, plan: dict, *, path: str = CONFIG, check: bool = F
         except ConfigError as e:
             raise ActionError(f"cannot keep the settings of {path}: {e} (fix it, or --fresh to start from "
                               "the defaults)") from None
-    text = render(plan, existing)
+    text = render(plan, existing, host_socket_owner(root))
     s = validate(text, plan)
+    if not any(k in existing for k in ("VIRTIOFWD_SOCKET_OWNER", "VIRTIOFWD_SOCKET_GROUP")) and not s.socket_owner:
+        notes = ["no QEMU user (libvirt-qemu/qemu) on this host: vhost-user sockets keep the daemon's owner"]
+    else:
+        notes = []
     result = ActionResult("config", data={"file": path, "workers": s.cpus, "main_lcore": s.master_lcore,
                                           "static_vfs": [f"{vf}={r}" for vf, r in s.static_vfs],
                                           "cpu_pins": {str(k): list(v) for k, v in s.cpu_pins.items()}})
+    result.notes += notes
     ch = file_change(root, path, text, mode=0o644, what=f"render {path} from the plan")
     if ch:
         result.changes.append(ch)
