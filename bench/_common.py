@@ -12,6 +12,7 @@ sleep (stdin), so the two busy pollers never share a CPU.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -379,7 +380,23 @@ def wait_for(pred, timeout: float = 20, what: str = "condition", interval: float
 
 # ------------------------------------------------------------------ EAL argument sets
 
+_PREFIXES: set[str] = set()  # EAL file prefixes handed out: their /var/run/dpdk dirs go at exit
+
+
+def eal_prefix(prefix: str) -> str:
+    """An EAL --file-prefix whose /var/run/dpdk/<prefix> directory is removed at exit."""
+    _PREFIXES.add(prefix)
+    return prefix
+
+
+@atexit.register
+def _remove_runtime_dirs() -> None:
+    for prefix in _PREFIXES:
+        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+
+
 def dut_eal(huge: Path, prefix: str, *vdevs: str) -> list[str]:
+    eal_prefix(prefix)
     args = ["--lcores", DUT_LCORES, "--main-lcore", "0", "--no-pci", "--in-memory",
             "--huge-dir", str(huge), "--file-prefix", prefix, "--log-level", "user1,notice"]
     for v in vdevs:
@@ -388,6 +405,7 @@ def dut_eal(huge: Path, prefix: str, *vdevs: str) -> list[str]:
 
 
 def gen_eal(huge: Path, prefix: str, *vdevs: str) -> list[str]:
+    eal_prefix(prefix)
     args = ["--lcores", GEN_LCORES, "--main-lcore", "0", "--no-pci", "--in-memory",
             "--huge-dir", str(huge), "--file-prefix", prefix, "--single-file-segments"]
     for v in vdevs:

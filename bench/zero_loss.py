@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (GEN_CPU, TESTPMD_MBUFS, BenchError, FwdDut, JsonProc, Testpmd,  # noqa: E402
+from _common import (GEN_CPU, eal_prefix, TESTPMD_MBUFS, BenchError, FwdDut, JsonProc, Testpmd,  # noqa: E402
                      dut_eal, eal_memory_error, emit, fmt, hugepages, loadavg, machine, ratio, say, summary,
                      table, wait_for, workdir)
 
@@ -90,7 +90,7 @@ def one_repeat(dut: str, cases: list[tuple[str, int]], a, huge: Path) -> dict:
                     d.cmd("set fwd io retry", until=r"forwarding mode")
                 d.start()
             eal = ["gen", "--lcores", f"0@{GEN_CPU}", "--no-pci", "--in-memory", "--huge-dir",
-                   str(huge), "--file-prefix", f"vzg{tag}", "--single-file-segments",
+                   str(huge), "--file-prefix", eal_prefix(f"vzg{tag}"), "--single-file-segments",
                    "--vdev", f"net_virtio_user0,path={sock},queue_size=1024",
                    "--vdev", f"net_memif1,role=client,socket={wd}/memif.sock,id=0"]
             g = JsonProc("_gen_proc.py", {"eal": eal}, wd / "gen.log")
