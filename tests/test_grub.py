@@ -243,3 +243,17 @@ def test_real_update_grub(capture_tree, tmp_path):
     again = json.loads((out / "again.json").read_text())
     assert not again["changed"] and again["reboot_required"]  # this kernel was not booted with them
     assert (etc / "grub.vio4wd-bak").read_text() == GRUB
+
+
+def test_args_for_follows_the_iommu_hardware(capture_tree):
+    """The TCG lab VM reports an AMD CPU; QEMU's intel-iommu shows as the ACPI DMAR table."""
+    from vio4wd_tool.grub import args_for
+    from vio4wd_tool.root import Root
+
+    t = capture_tree("labvm-2node")
+    assert "intel_iommu=on" not in args_for(Root(t.path), None, pages_2m=384, driver="vfio-pci")
+    t.write("/sys/firmware/acpi/tables/DMAR", "DMAR")
+    args = args_for(Root(t.path), None, pages_2m=384, driver="vfio-pci")
+    assert "intel_iommu=on" in args and "iommu=pt" in args
+    with pytest.raises(ActionError, match="--pages-2m -1"):
+        args_for(Root(t.path), None, pages_2m=-1)

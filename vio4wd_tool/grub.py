@@ -310,33 +310,39 @@ def grub_action(root: Root, args: list[str], *, check: bool = False, regenerate:
     return execute(result, check)
 
 
-def cmd_grub(args) -> int:
+def args_for(root: Root, plan: dict | None, *, pages_2m: int | None = None, pages_1g: int | None = None,
+             driver: str | None = None, isolation: bool = True) -> list[str]:
+    """The kernel args to manage on this host: the plan's with the operator's overrides (or, with
+    no plan, only hugepage and IOMMU args); the IOMMU args follow the host's IOMMU hardware."""
     from .host import Host
     from .iommu import is_intel
-    from .plan import load_plan
 
-    root = Root(args.root)
-    for name in ("pages_2m", "pages_1g"):
-        v = getattr(args, name)
+    for name, v in (("pages_2m", pages_2m), ("pages_1g", pages_1g)):
         if v is not None and v < 0:
             raise ActionError(f"--{name.replace('_', '-')} {v}: expected a page count >= 0")
     intel = is_intel(Host(root))
+    if plan is None:
+        return default_args(pages_2m, pages_1g, driver or "igb_uio", intel)
+    return desired_args(plan, pages_2m=pages_2m, pages_1g=pages_1g, driver=driver, intel=intel,
+                        isolation=isolation)
+
+
+def cmd_grub(args) -> int:
+    from .plan import load_plan
+
+    root = Root(args.root)
     try:
         plan = load_plan(args.plan, root=root)
     except ActionError:
         if args.pages_2m is None:
             raise
         plan = None
-    if plan is None:
-        want = default_args(args.pages_2m, args.pages_1g, args.driver or "igb_uio", intel)
-        note = f"no plan at {args.plan}: only hugepage and IOMMU args (vio4wd-tool plan adds isolation)"
-    else:
-        want = desired_args(plan, pages_2m=args.pages_2m, pages_1g=args.pages_1g, driver=args.driver,
-                            intel=intel, isolation=args.isolation)
-        note = None
+    want = args_for(root, plan, pages_2m=args.pages_2m, pages_1g=args.pages_1g, driver=args.driver,
+                    isolation=args.isolation)
     result = grub_action(root, want, check=args.check, regenerate=args.regenerate)
-    if note:
-        result.notes.insert(0, note)
+    if plan is None:
+        result.notes.insert(0, f"no plan at {args.plan}: only hugepage and IOMMU args "
+                               "(vio4wd-tool plan adds isolation)")
     return emit(result, args.json)
 
 

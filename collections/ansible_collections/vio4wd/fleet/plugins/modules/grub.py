@@ -99,18 +99,13 @@ def main():
 
     def build():
         from vio4wd_tool import grub
-        from vio4wd_tool.host import Host
         from vio4wd_tool.plan import load_plan
         from vio4wd_tool.root import Root
 
         root = Root(p["root"])
-        for name in ("pages_2m", "pages_1g"):
-            if p[name] is not None and p[name] < 0:
-                module.fail_json(msg="%s %d: expected a page count >= 0" % (name, p[name]))
         plan = p["plan_data"] or load_plan(p["plan"], root=root)
-        intel = Host(root).cpu.vendor == "GenuineIntel"
-        want = grub.desired_args(plan, pages_2m=p["pages_2m"], pages_1g=p["pages_1g"], driver=p["driver"],
-                                 intel=intel, isolation=p["isolation"]) + list(p["extra_args"])
+        want = grub.args_for(root, plan, pages_2m=p["pages_2m"], pages_1g=p["pages_1g"], driver=p["driver"],
+                             isolation=p["isolation"]) + list(p["extra_args"])
         # check=True: grub_action only computes; run_action applies it (or not, in check mode)
         return grub.grub_action(root, want, check=True, regenerate=p["regenerate"])
 
