@@ -113,6 +113,21 @@ def test_irq_affinity_fail(capture_tree):
     assert st is Status.FAIL and "IRQ" in res[0].finding and "pin --irqs" in res[0].fix
 
 
+def test_irq_affinity_kernel_managed_is_a_warning(capture_tree):
+    """A per-queue managed IRQ (EIO on write; `pin` records it) bound to the worker only: WARN, not FAIL."""
+    t = capture_tree("devbox")
+    irqs = sorted(int(d.name) for d in t.p("/proc/irq").iterdir() if (d / "smp_affinity_list").exists())
+    for i in irqs:
+        t.write(f"/proc/irq/{i}/smp_affinity_list", "0\n")
+    t.write(f"/proc/irq/{irqs[0]}/smp_affinity_list", "1\n")
+    t.write("/proc/irq/default_smp_affinity", "1\n")
+    st, res = worst(t, "irq.affinity", workers=[1])
+    assert st is Status.FAIL  # not known to be unmovable: pin it
+    t.write("/run/vio4wd/irq-unmovable", f"{irqs[0]}\n")
+    st, res = worst(t, "irq.affinity", workers=[1])
+    assert st is Status.WARN and "kernel-managed" in res[0].finding and "managed_irq" in res[0].fix
+
+
 def test_irq_balance_pass(capture_tree):
     t = capture_tree("devbox")
     t.write("/usr/sbin/irqbalance", "")
@@ -140,6 +155,26 @@ def test_hugepages_2m_pass(capture_tree):
 def test_hugepages_2m_fail(capture_tree):
     st, res = worst(capture_tree("devbox"), "hugepages.2m")
     assert st is Status.FAIL and "need 384" in res[0].finding and "--pages-2m 384" in res[0].fix
+
+
+# /proc/PID/numa_maps lines of the forwarder on a lab VM (file-backed hugetlbfs maps, 2 MiB each)
+NUMA_MAPS = "".join(f"{0x100200000 + i * 0x200000:x} local file=/dev/hugepages/virtio-forwardermap_{i} huge "
+                    f"dirty=1 N0=1 kernelpagesize_kB=2048\n" for i in range(128))
+NUMA_MAPS += "7f0000000000 default file=/usr/lib/libc.so.6 mapped=50 mapmax=9 N0=50 kernelpagesize_kB=4\n"
+
+
+def test_hugepages_2m_counts_the_running_forwarders_pages(capture_tree):
+    """On a lab VM with the forwarder running: 256 free of 384 + its own 128 is enough."""
+    t = capture_tree("devbox")
+    t.write(f"{HP2}/nr_hugepages", "384\n")
+    t.write(f"{HP2}/free_hugepages", "256\n")
+    assert worst(t, "hugepages.2m")[0] is Status.FAIL
+    t.write("/var/run/virtio-forwarder/virtio-forwarder.pid", "889\n")
+    t.write("/proc/889/numa_maps", NUMA_MAPS)
+    st, res = worst(t, "hugepages.2m")
+    assert st is Status.PASS and "256 free + 128 held by the running forwarder (pid 889)" in res[0].finding
+    t.write("/proc/889/numa_maps", NUMA_MAPS.replace("N0=1", "N1=1"))  # its pages on another node
+    assert worst(t, "hugepages.2m")[0] is Status.FAIL
 
 
 def test_hugepages_2m_jumbo_needs_more(capture_tree):

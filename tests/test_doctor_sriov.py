@@ -85,6 +85,14 @@ def test_vf_pf_up_fail(capture_tree):
     assert st is Status.FAIL and "ip link set ens1 up" in res[0].fix
 
 
+def test_vf_pf_up_fail_no_carrier(capture_tree):
+    t = capture_tree(CAP)
+    t.write("/sys/class/net/ens1/flags", "0x1003\n")
+    t.write("/sys/class/net/ens1/operstate", "down\n")
+    st, res = worst(t, "vf.pf_up", static_vfs={1: VF0})
+    assert st is Status.FAIL and "no carrier" in res[0].finding and "cable" in res[0].fix
+
+
 def test_numa_locality_pass(capture_tree):
     st, res = worst(capture_tree(CAP), "numa.locality", static_vfs={1: VF0}, workers=[1])
     assert st is Status.PASS and "node 1" in res[0].finding

@@ -210,6 +210,20 @@ def test_action_check_apply_idempotent(capture_tree):
     assert t.p("/etc/vio4wd/plan.json.vio4wd-bak").exists()
 
 
+def test_plan_file_does_not_change_when_the_vfs_appear(capture_tree):
+    """The rollout plans before it creates VFs: the second run (VFs present, MACs set) rewrites nothing."""
+    t = capture_tree("devbox")
+    root = t.host().root
+    r = plan_action(root, Intent(static_vfs={1: VF1}, driver="vfio-pci"))
+    assert r.changed and any("does not exist yet" in n for n in r.notes)
+    saved = t.read("/etc/vio4wd/plan.json")
+    assert "notes" not in json.loads(saved) and "mac" not in json.loads(saved)["relays"][0]
+    add_nic(t, 0)
+    r = plan_action(t.host().root, Intent(static_vfs={1: VF1}, driver="vfio-pci"))
+    assert not r.changed and not any("does not exist yet" in n for n in r.notes)
+    assert r.data["notes"] == r.notes  # still reported (--json, the table)
+
+
 def test_cli_json_and_human(capture_tree):
     t = capture_tree("devbox")
     out = t.path / "p.json"

@@ -279,3 +279,39 @@ def test_bind_vfio_loads_and_persists_the_module(host):
     whats = [c["what"] for c in out["changes"]]
     assert whats[0] == "modprobe vfio_pci", whats
     assert any("modules-load.d/vio4wd-vfio_pci.conf" in w for w in whats), whats
+
+
+def test_create_sets_a_down_pf_up(host):
+    """VFs have no link while their PF is down: create brings it up, once."""
+    t, pf, ifname, vfs = host
+    t.write(f"/sys/class/net/{ifname}/flags", "0x1002\n")
+    t.write(f"/sys/class/net/{ifname}/operstate", "down\n")
+    args = ["vfs", "create", "--root", str(t.path), "--pf", ifname, "--count", "2", "--no-persist"]
+    cp = vio4wd_tool(*args, "--check")
+    assert cp.returncode == 0 and f"set {ifname} up" in cp.stdout
+    assert t.read(f"/sys/class/net/{ifname}/flags").strip() == "0x1002"  # --check wrote nothing
+    r = js(vio4wd_tool(*args, "--json"))
+    assert r["changed"] and any(f"set {ifname} up" in c["what"] for c in r["changes"])
+    assert int(t.read(f"/sys/class/net/{ifname}/flags"), 16) & 1
+    assert js(vio4wd_tool(*args, "--json"))["changed"] is False
+    # up without carrier is not a change either (the cable is not ours to fix)
+    t.write(f"/sys/class/net/{ifname}/operstate", "down\n")
+    assert js(vio4wd_tool(*args, "--json"))["changed"] is False
+
+
+def test_vf_mac_comes_from_the_pf_whatever_the_vf_driver(host):
+    t, pf, ifname, vfs = host
+    from vio4wd_tool.pci import probe
+
+    def mac():  # a fresh Root: facts are read once per Root
+        root = Root(t.path)
+        return sriov.vf_mac(root, probe(root), vfs[0])
+
+    assert mac() == probe(Root(t.path)).get(vfs[0]).mac  # igbvf's own netdev
+    execute(sriov.create_action(Root(t.path), ifname, 2, {0: "02:00:00:00:00:07"}, persist=False), False)
+    assert mac() == "02:00:00:00:00:07"
+    t.write(f"/.vio4wd/facts/ip-link-{ifname}",  # a VF on vfio-pci: no netdev, PF says all-zero
+            json.dumps([{"ifname": ifname, "vfinfo_list": [{"vf": 0, "address": "00:00:00:00:00:00"}]}]))
+    for n in t.p(pcidev(t, vfs[0])).resolve().glob("net"):
+        os.rename(n, n.with_name("gone"))
+    assert mac() is None

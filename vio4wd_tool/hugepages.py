@@ -129,6 +129,27 @@ def probe(root: Root) -> HugeInfo:
                     max_map_count=root.read_int(MAX_MAP_COUNT))
 
 
+def forwarder_held(root: Root, pidfile: str) -> tuple[int | None, dict[tuple[int, int], int]]:
+    """(pid, {(node, size_kB): pages}) of hugepages the running forwarder maps, from its pidfile and
+    /proc/PID/numa_maps; (None, {}) when it does not run. Its own pages count towards its need."""
+    text = root.read(pidfile) or ""
+    pid = int(text.split()[0]) if text.split() and text.split()[0].isdigit() else None
+    maps = root.read(f"/proc/{pid}/numa_maps") if pid else None
+    if maps is None:
+        return None, {}
+    held: dict[tuple[int, int], int] = {}
+    for line in maps.splitlines():
+        if " huge" not in line:
+            continue
+        m = re.search(r"kernelpagesize_kB=(\d+)", line)
+        if not m:
+            continue
+        for node, n in re.findall(r"\bN(\d+)=(\d+)", line):
+            key = (int(node), int(m.group(1)))
+            held[key] = held.get(key, 0) + int(n)
+    return pid, held
+
+
 # ---------------------------------------------------------------- checks
 
 def need_2m(intent) -> int:
@@ -143,19 +164,22 @@ def check_2m(host, intent):
     need = need_2m(intent)
     nodes = intent.worker_nodes(host) or hp.nodes() or [0]
     multi = len(hp.nodes()) > 1
+    pid, held = forwarder_held(host.root, intent.pidfile)
     for n in nodes:
         p = hp.pool(SIZE_2M, n) or (hp.pool(SIZE_2M, None) if not hp.nodes() else None)
         if p is None:
             yield fail("the kernel offers no 2 MiB hugepages", "use a kernel with CONFIG_HUGETLBFS",
                        subject=f"node{n}")
             continue
-        short = need - p.free
+        own = held.get((n, SIZE_2M), 0) if hp.nodes() else sum(v for (_, k), v in held.items() if k == SIZE_2M)
+        mine = f" + {own} held by the running forwarder (pid {pid})" if own else ""
+        short = need - p.free - own
         if short <= 0:
-            yield ok(f"{p.free} free of {p.total} (need {need})", subject=f"node{n}")
+            yield ok(f"{p.free} free{mine} of {p.total} (need {need})", subject=f"node{n}")
             continue
         split = (f"; boot-time hugepages=N is split evenly across the {len(hp.nodes())} nodes, "
                  f"so reserve N = {need} x {len(hp.nodes())}") if multi else ""
-        yield fail(f"{p.free} free of {p.total} on node {n}, need {need}{split}",
+        yield fail(f"{p.free} free{mine} of {p.total} on node {n}, need {need}{split}",
                    f"vio4wd-tool hugepages --node {n} --pages-2m {p.total + short} "
                    f"(or role var vio4wd_host_hugepages_2m)", subject=f"node{n}")
 

@@ -15,6 +15,7 @@ DRIVERS = ("igb_uio", "vfio-pci")
 DEFAULT_SOCKET_DIR = "/tmp/virtio-forwarder"
 DEFAULT_SOCKET_PATTERN = "virtio-forwarder%u.sock"
 DEFAULT_HUGE_DIR = "/dev/hugepages"
+DEFAULT_PID_DIR = "/var/run/virtio-forwarder"
 
 
 @dataclass
@@ -32,7 +33,12 @@ class Intent:
     socket_dir: str = DEFAULT_SOCKET_DIR
     socket_pattern: str = DEFAULT_SOCKET_PATTERN
     guest_1g_pages: int | None = None
+    pid_dir: str = DEFAULT_PID_DIR
     source: str = "defaults"
+
+    @property
+    def pidfile(self) -> str:
+        return f"{self.pid_dir.rstrip('/')}/virtio-forwarder.pid"
 
     @property
     def vfs(self) -> list[str]:
@@ -87,4 +93,4 @@ def from_config(root: Root, path: str = FORWARDER_CONFIG) -> Intent:
                   relays=len(set(rid for _, rid in s.static_vfs) | set(s.cpu_pins)) or None, workers=list(s.cpus), main_lcore=s.master_lcore,
                   static_vfs={rid: vf for vf, rid in s.static_vfs}, huge_dir=s.huge_dir,
                   vhost_client=s.vhost_client, socket_dir=s.socket_dir, socket_pattern=s.socket_pattern,
-                  source=path)
+                  pid_dir=s.pid_dir, source=path)

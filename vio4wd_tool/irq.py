@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .checks import check, fail, ok, skip, warn
 from .cpu import format_cpulist, format_mask, parse_cpulist, parse_mask
@@ -23,6 +23,7 @@ class IrqInfo:
     irqbalance_installed: bool
     banned: list[int] | None  # from IRQBALANCE_BANNED_CPULIST / _CPUS; None = unset
     conf_path: str | None
+    unmovable: set[int] = field(default_factory=set)  # IRQs the kernel refused to move (recorded by pin)
 
 
 def parse_irqbalance_conf(text: str) -> list[int] | None:
@@ -56,7 +57,7 @@ def probe(root: Root) -> IrqInfo:
             break
     return IrqInfo(affinity=aff, default_affinity=parse_mask(dflt) if dflt else [],
                    irqbalance_installed=any(root.exists(b) for b in IRQBALANCE_BIN),
-                   banned=banned, conf_path=conf_path)
+                   banned=banned, conf_path=conf_path, unmovable=_unmovable(root))
 
 
 @check("irq.affinity", "CPU", "Checking IRQ affinities avoid worker CPUs",
@@ -67,7 +68,15 @@ def check_affinity(host, intent):
         return skip("no worker CPUs configured (VIRTIOFWD_CPU_MASK or --cpus)")
     irqs = host.irq
     hit = sorted(i for i, cpus in irqs.affinity.items() if workers & set(cpus))
+    managed = [i for i in hit if i in irqs.unmovable and set(irqs.affinity[i]) <= workers]
+    hit = [i for i in hit if i not in managed]
     out = []
+    if managed:
+        shown = ",".join(map(str, managed[:8])) + ("..." if len(managed) > 8 else "")
+        out.append(warn(f"{len(managed)} kernel-managed IRQ(s) bound to worker CPUs only (IRQ {shown}): the kernel "
+                        "refused to move them; a per-queue IRQ fires only for I/O issued on its own CPU",
+                        "nothing to do while no I/O runs on the worker CPUs; isolcpus=managed_irq,domain,<workers> "
+                        "keeps them off where the device has other queues", subject="managed"))
     if hit:
         shown = ",".join(map(str, hit[:8])) + ("..." if len(hit) > 8 else "")
         out.append(fail(f"{len(hit)} IRQ(s) may run on worker CPUs {format_cpulist(workers)} (IRQ {shown})",

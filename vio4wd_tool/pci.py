@@ -39,6 +39,14 @@ class NetIf:
     operstate: str
     addresses: list[str] = field(default_factory=list)  # global-scope addresses
     routes: int = 0  # routes via this interface (beyond link-local/multicast)
+    flags: int | None = None  # /sys/class/net/IF/flags (IFF_UP = 0x1); None when not read
+
+    @property
+    def admin_up(self) -> bool:
+        """Administratively up (`ip link set IF up`), whether or not it has carrier."""
+        if self.flags is not None:
+            return bool(self.flags & 0x1)
+        return self.operstate in ("up", "unknown", "dormant")
 
     @property
     def carries_traffic(self) -> bool:
@@ -119,6 +127,13 @@ def _addresses(root: Root) -> dict[str, list[str]]:
     return out
 
 
+def _hex(text: str | None) -> int | None:
+    try:
+        return int(text, 16) if text else None
+    except ValueError:
+        return None
+
+
 def probe(root: Root) -> PciInfo:
     routes = _routes(root)
     addrs = _addresses(root)
@@ -131,7 +146,8 @@ def probe(root: Root) -> PciInfo:
         for ifname in ifnames:
             nets.append(NetIf(name=ifname, mac=(root.read(f"{NET_DIR}/{ifname}/address", "") or "").lower(),
                               operstate=root.read(f"{NET_DIR}/{ifname}/operstate", "unknown") or "unknown",
-                              addresses=addrs.get(ifname, []), routes=routes.get(ifname, 0)))
+                              addresses=addrs.get(ifname, []), routes=routes.get(ifname, 0),
+                              flags=_hex(root.read(f"{NET_DIR}/{ifname}/flags"))))
         virtfns = sorted((root.link_name(f"{d}/{v}") for v in root.listdir(d) if v.startswith("virtfn")),
                          key=lambda x: x or "")
         grp = root.link_name(f"{d}/iommu_group")

@@ -8,9 +8,12 @@ Schema "vio4wd.plan/1" (extra keys may be added, never removed or retyped):
   {"schema", "node", "driver", "jumbo", "workers": [cpu..], "main_lcore", "housekeeping": [..],
    "isolcpus": "2-3", "nohz_full": "..", "rcu_nocbs": "..", "irq_affinity": [cpus IRQs may use],
    "irqbalance_banned": [..], "hugepages_2m": {"<node>": pages}, "hugepages_1g": {"<node>": pages},
-   "relays": [{"id", "vf", "vf2vm_cpu", "vm2vf_cpu", "socket", "vcpus": [..], "mac"}],
+   "relays": [{"id", "vf", "vf2vm_cpu", "vm2vf_cpu", "socket", "vcpus": [..], "node", "guest_mem_mb"}],
    "cpu_mask": "0x..", "kernel_args": ["default_hugepagesz=2M", ...],
-   extra: "nodes", "idle_siblings", "worker_load", "huge_dir", "vhost_client", "notes"}
+   extra: "nodes", "idle_siblings", "worker_load", "huge_dir", "vhost_client"}
+The file holds decisions only, so re-planning an unchanged host rewrites nothing: the computed
+"notes" (which may mention transient state, e.g. VFs not created yet) are reported, not saved, and
+a VF's MAC is live state (`vio4wd-tool vfs status`, `sriov.vf_mac`), read when `vm` renders a guest.
 
 Rules: workers sit on the VF's NUMA node (VF node from the PCI model, a PF's node, or --node),
 never on CPU 0 (nor CPU 0's core); one thread per physical core works, its hyperthread siblings
@@ -66,7 +69,8 @@ def load_plan(path: str = DEFAULT_PLAN, root: Root | None = None) -> dict:
 
 
 def dump_plan(plan: dict) -> str:
-    return json.dumps(plan, indent=2) + "\n"
+    """The plan file's text: the decisions, without the reported notes."""
+    return json.dumps({k: v for k, v in plan.items() if k != "notes"}, indent=2) + "\n"
 
 
 # ------------------------------------------------------------------ computing it
@@ -333,9 +337,8 @@ def compute(host, intent, *, pfs: list[str] = (), cpus: list[int] | None = None,
     relays = []
     for i, r in enumerate(relay_ids):
         vf = ids[r]
-        dev = host.pci.get(vf) if vf and is_pci(vf) else None
         relays.append({"id": r, "vf": vf, "vf2vm_cpu": pins[r][0], "vm2vf_cpu": pins[r][1],
-                       "socket": intent.socket_path(r), "vcpus": vcpus[r], "mac": dev.mac if dev else None,
+                       "socket": intent.socket_path(r), "vcpus": vcpus[r],
                        "node": vfn.get(vf, node) if vf else node,
                        "guest_mem_mb": per_guest[i] // 1024 if per_guest[i] else None})
     return {
@@ -369,10 +372,10 @@ def render_table(plan: dict) -> str:
     w = max(len(k) for k, _ in rows)
     lines = [f"{k:<{w}}  {v}" for k, v in rows]
     lines.append("")
-    lines.append(f"{'relay':>5}  {'VF':<14} {'VF->VM':>6} {'VM->VF':>6}  {'vCPUs':<8} {'MAC':<17}  socket")
+    lines.append(f"{'relay':>5}  {'VF':<14} {'VF->VM':>6} {'VM->VF':>6}  {'vCPUs':<8}  socket")
     for r in plan["relays"]:
         lines.append(f"{r['id']:>5}  {r['vf'] or '-':<14} {r['vf2vm_cpu']:>6} {r['vm2vf_cpu']:>6}  "
-                     f"{format_cpulist(r['vcpus']):<8} {r['mac'] or '-':<17}  {r['socket']}")
+                     f"{format_cpulist(r['vcpus']):<8}  {r['socket']}")
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ from .actions import (ActionError, ActionResult, Change, emit, execute, file_cha
 from . import kmod
 from .checks import check, fail, ok, skip, warn
 from .kernel import probe as probe_kernel
-from .pci import PCI_DIR, PciDevice, PciInfo, is_pci, normalize_pci, probe as probe_pci
+from .pci import NET_DIR, PCI_DIR, PciDevice, PciInfo, is_pci, normalize_pci, probe as probe_pci
 from .root import Root
 
 DRIVERS_DIR = "/sys/bus/pci/drivers"
@@ -103,6 +103,9 @@ class Kernel:
         except ActionError:
             pass  # no driver accepting the device is an outcome checked by the caller
 
+    def link_up(self, ifname: str) -> None:
+        run_cmd(["ip", "link", "set", "dev", ifname, "up"], timeout=30)
+
     def vf_set(self, pfif: str, vf: int, **kv) -> None:
         argv = ["ip", "link", "set", "dev", pfif, "vf", str(vf)]
         for k, v in kv.items():
@@ -163,6 +166,12 @@ class TreeKernel(Kernel):
         saved = dev / ".vio4wd-unbound-net"
         if saved.exists() and drv not in DPDK_DRIVERS:
             os.rename(saved, dev / "net")
+
+    def link_up(self, ifname: str) -> None:
+        net = self.root.path(f"{NET_DIR}/{ifname}")
+        flags = self.root.read(f"{NET_DIR}/{ifname}/flags")
+        (net / "flags").write_text(f"{hex(int(flags or '0x1002', 16) | 1)}\n")
+        (net / "operstate").write_text("up\n")
 
     def vf_set(self, pfif: str, vf: int, **kv) -> None:
         fact = self.root.path(f"/.vio4wd/facts/ip-link-{pfif}")
@@ -231,6 +240,21 @@ def vf_settings(root: Root, pfif: str) -> dict[int, dict]:
                 out[int(v["vf"])] = {"mac": (v.get("address") or "").lower(), "trust": v.get("trust"),
                                      "spoofchk": v.get("spoofchk")}
     return out
+
+
+def vf_mac(root: Root, pci: PciInfo, addr: str) -> str | None:
+    """The MAC a VF answers to: what its PF's driver set for it (`ip link show PF`, valid whatever
+    driver the VF is bound to), else the VF's own kernel interface; None when neither knows one."""
+    dev = pci.get(addr)
+    if dev is None:
+        return None
+    pf = pci.get(dev.physfn) if dev.physfn else None
+    if pf is not None and pf.net:
+        idx = vf_index(root, dev)
+        mac = vf_settings(root, pf.net[0].name).get(idx, {}).get("mac") if idx is not None else None
+        if mac and mac != "00:00:00:00:00:00":
+            return mac
+    return dev.mac
 
 
 # ---------------------------------------------------------------- persistence: state file + oneshot unit
@@ -318,6 +342,11 @@ def create_action(root: Root, pf_spec: str, count: int, macs: dict[int, str] | N
         res.changes.append(Change(f"{'create' if count else 'remove'} VFs on {pf.addr}"
                                   + (f" ({pfif})" if pfif else "") + f": {cur} -> {count}"
                                   + (" (via 0: a direct change gives EBUSY)" if cur and count else ""), apply=apply))
+    # VFs pass traffic only while their PF is up
+    pfnet = pf.net[0] if pf.net else None
+    if count and pfnet is not None and not pfnet.admin_up:
+        res.changes.append(Change(f"set {pfif} up: its VFs have no link while the PF is down",
+                                  apply=lambda: k.link_up(pfif)))
     # VF MAC / trust / spoofchk
     have = vf_settings(root, pfif) if pfif and cur == count else {}
     for i in range(count):
@@ -619,9 +648,13 @@ def check_pf_up(host, intent):
                             "driver so VFs get link", subject=dev.physfn))
             continue
         n = pf.net[0]
-        if n.operstate != "up":
-            out.append(fail(f"PF {dev.physfn} ({n.name}) is {n.operstate}: its VFs have no link",
-                            f"ip link set {n.name} up (and check the cable/switch port)", subject=dev.physfn))
+        if not n.admin_up:
+            out.append(fail(f"PF {dev.physfn} ({n.name}) is set down: its VFs have no link",
+                            f"vio4wd-tool vfs create --pf {n.name} --count N (sets it up and replays at boot), "
+                            f"or ip link set {n.name} up", subject=dev.physfn))
+        elif n.operstate != "up":
+            out.append(fail(f"PF {dev.physfn} ({n.name}) is up but {n.operstate} (no carrier): its VFs have no link",
+                            "check the cable and the switch port", subject=dev.physfn))
         else:
             out.append(ok(f"PF {dev.physfn} ({n.name}) is up", subject=dev.physfn))
     return out or skip("no PCI VFs with a PF configured")

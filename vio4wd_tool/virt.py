@@ -326,12 +326,12 @@ def check_guest_mac(host, intent):
             vf = intent.vf_of_relay(rid) if rid is not None else None
             if vf is None:
                 continue
-            from .pci import is_pci
-            dev = host.pci.get(vf) if is_pci(vf) else None
-            vf_mac = dev.mac if dev else None
+            from .pci import is_pci, normalize_pci
+            from .sriov import vf_mac as _vf_mac
+            vf_mac = _vf_mac(host.root, host.pci, normalize_pci(vf)) if is_pci(vf) else None
             subj = f"{d.name}:relay{rid}"
             if not vf_mac:
-                out.append(skip(f"{d.name}: VF {vf} has no kernel interface to read its MAC", subject=subj))
+                out.append(skip(f"{d.name}: VF {vf} has no MAC set by its PF and no kernel interface to read one", subject=subj))
             elif vf_mac != itf.mac:
                 out.append(fail(f"{d.name}: guest MAC {itf.mac} != VF {vf} MAC {vf_mac}: frames will be "
                                 "dropped by the VF's MAC filter",

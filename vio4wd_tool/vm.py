@@ -205,8 +205,15 @@ def cmd_vm(args) -> int:
     else:
         plan = None
     notes: list[str] = [] if plan else [f"no plan ({DEFAULT_PLAN}): defaults and options only, no pinning"]
+    mac = args.mac
+    if mac is None and plan:
+        from .pci import is_pci, normalize_pci, probe as probe_pci
+        from .sriov import vf_mac
+        vf = next((r.get("vf") for r in plan.get("relays", []) if r.get("id") == args.relay), None)
+        if vf and is_pci(vf):
+            mac = vf_mac(root, probe_pci(root), normalize_pci(vf))
     spec = build_spec(plan, args.relay, name=args.name, socket=args.socket, mode=args.mode, queues=args.queues,
-                      mac=args.mac, memory=args.memory, vcpus=args.vcpus, page_size=args.page_size,
+                      mac=mac, memory=args.memory, vcpus=args.vcpus, page_size=args.page_size,
                       mem_path=args.mem_path, tso=args.tso, vhost_client=args.vhost_client, node=args.node,
                       notes=notes)
     fmt = args.format or "qemu"
