@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-all=(host check igb_uio sriov tuning forwarder site)
+all=(host check igb_uio sriov tuning site)
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=("${all[@]}")
 
