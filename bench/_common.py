@@ -433,5 +433,9 @@ class FwdDut:
         """Summed counters of relays 0..relays-1 per direction and the time they were read."""
         return self.proc.call("counters", relays)
 
+    def busy_cycles(self) -> int:
+        """Busy TSC cycles of the worker(s) so far (loop passes that moved packets)."""
+        return sum(c[0] for c in self.proc.call("cycles").values())
+
     def close(self) -> None:
         self.proc.close()

@@ -3,7 +3,7 @@
 argv[1]: JSON {"settings": {ForwarderSettings fields}, "eal": [full EAL argv]}.  Each stdin line
 {"call": name, "args": [...]} answers one line {"ok": result} or {"error": message}.  Calls:
 `add_vf(relay, [devargs])`, `counters(n)` (counters of relays 0..n-1 summed per direction, plus
-per-relay tx), `status(relay)`, `loops()`, `quit`.
+per-relay tx), `status(relay)`, `loops()`, `cycles()` (busy/total TSC cycles per worker), `quit`.
 """
 import dataclasses
 import json
@@ -40,6 +40,8 @@ def main():
                 reply = total
             elif call == "loops":
                 reply = fwd.worker_loops()
+            elif call == "cycles":  # {worker: [busy, total]} TSC cycles
+                reply = {str(w): list(c) for w, c in fwd.worker_cycles().items()}
             else:
                 raise ValueError(f"unknown call {call}")
             out = {"ok": reply}

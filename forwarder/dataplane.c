@@ -65,6 +65,10 @@ static unsigned nb_relays;
 static int cfg_jumbo, cfg_mrgbuf, cfg_tso;
 static volatile int stop_flag;
 static uint64_t worker_loops[RTE_MAX_LCORE];    /* atomic; quiescence and liveness */
+/* TSC cycles of loop iterations that moved packets (like testpmd --record-core-cycles), and the TSC
+ * the worker started at: busy / (now - start) is its load, busy / packets its cost per packet */
+static uint64_t worker_busy[RTE_MAX_LCORE];     /* atomic */
+static uint64_t worker_start[RTE_MAX_LCORE];    /* atomic */
 static int worker_on[RTE_MAX_LCORE];            /* atomic */
 
 static int
@@ -239,7 +243,7 @@ to_vm(struct dp_dir_stats *s, int vid, uint16_t q, struct rte_mbuf **m, uint16_t
 	rte_pktmbuf_free_bulk(m, n);        /* enqueue copies */
 }
 
-static void
+static uint16_t
 relay_vf2vm(struct relay *r)
 {
 	struct dp_dir_stats *s = &r->stats[DP_VF2VM];
@@ -251,23 +255,23 @@ relay_vf2vm(struct relay *r)
 	uint16_t n, i, nq = 0;
 
 	if (port < 0)
-		return;
+		return 0;
 	n = rte_eth_rx_burst(port, 0, pkts, DP_BURST);
 	if (n == 0)
-		return;
+		return 0;
 	count(&s->rx_pkts, &s->rx_bytes, pkts, n);
 	vid = __atomic_load_n(&r->vid, __ATOMIC_ACQUIRE);
 	mask = __atomic_load_n(&r->rxq_enabled, __ATOMIC_ACQUIRE);
 	if (vid < 0 || mask == 0) {
 		free_counted(&s->drop_nc_pkts, &s->drop_nc_bytes, pkts, n);
-		return;
+		return n;
 	}
 	for (i = 0; i < DP_MAX_QUEUE_PAIRS; i++)
 		if (mask & (1u << i))
 			qs[nq++] = i;
 	if (nq == 1) {
 		to_vm(s, vid, qs[0], pkts, n);
-		return;
+		return n;
 	}
 	memset(cnt, 0, sizeof(cnt));
 	for (i = 0; i < n; i++) {
@@ -277,9 +281,10 @@ relay_vf2vm(struct relay *r)
 	for (i = 0; i < nq; i++)
 		if (cnt[i])
 			to_vm(s, vid, qs[i], bucket[i], cnt[i]);
+	return n;
 }
 
-static void
+static uint16_t
 relay_vm2vf(struct relay *r)
 {
 	struct dp_dir_stats *s = &r->stats[DP_VM2VF];
@@ -293,7 +298,7 @@ relay_vm2vf(struct relay *r)
 	int tries;
 
 	if (vid < 0 || mask == 0 || pool == NULL)
-		return;
+		return 0;
 	/* round robin: the next enabled guest TX vring from r->rr on */
 	q = r->rr % DP_MAX_QUEUE_PAIRS;
 	while (!(mask & (1u << q)))
@@ -301,12 +306,12 @@ relay_vm2vf(struct relay *r)
 	r->rr = q + 1;
 	n = rte_vhost_dequeue_burst(vid, 2 * q + 1, pool, pkts, DP_BURST);
 	if (n == 0)
-		return;
+		return 0;
 	count(&s->rx_pkts, &s->rx_bytes, pkts, n);
 	port = __atomic_load_n(&r->vf_port, __ATOMIC_ACQUIRE);
 	if (port < 0) {
 		free_counted(&s->drop_nc_pkts, &s->drop_nc_bytes, pkts, n);
-		return;
+		return n;
 	}
 	for (tries = 0; tries <= DP_TX_RETRIES && sent < n; tries++) {
 		if (tries)
@@ -315,18 +320,24 @@ relay_vm2vf(struct relay *r)
 	}
 	count(&s->tx_pkts, &s->tx_bytes, pkts, sent);
 	free_counted(&s->drop_full_pkts, &s->drop_full_bytes, pkts + sent, n - sent);
+	return n;
 }
 
 static int
 dp_worker_main(void *arg)
 {
 	int me = (int)rte_lcore_id();
-	unsigned i;
+	uint64_t t0, t1, busy = __atomic_load_n(&worker_busy[me], __ATOMIC_RELAXED);
+	unsigned i, moved;
 	int d;
 
 	(void)arg;
 	LOG(INFO, "worker on lcore %d (cpu %d) started", me, sched_getcpu());
+	t0 = rte_rdtsc();
+	if (__atomic_load_n(&worker_start[me], __ATOMIC_RELAXED) == 0)
+		__atomic_store_n(&worker_start[me], t0, __ATOMIC_RELAXED);
 	while (!stop_flag) {
+		moved = 0;
 		__atomic_fetch_add(&worker_loops[me], 1, __ATOMIC_ACQ_REL);
 		for (i = 0; i < nb_relays; i++) {
 			struct relay *r = &relays[i];
@@ -342,11 +353,17 @@ dp_worker_main(void *arg)
 					continue;
 				}
 				if (d == DP_VF2VM)
-					relay_vf2vm(r);
+					moved += relay_vf2vm(r);
 				else
-					relay_vm2vf(r);
+					moved += relay_vm2vf(r);
 			}
 		}
+		t1 = rte_rdtsc();
+		if (moved) {
+			busy += t1 - t0;
+			__atomic_store_n(&worker_busy[me], busy, __ATOMIC_RELAXED);
+		}
+		t0 = t1;
 	}
 	__atomic_store_n(&worker_on[me], 0, __ATOMIC_RELEASE);
 	LOG(INFO, "worker on lcore %d stopped", me);
@@ -386,6 +403,29 @@ uint64_t
 dp_worker_loops(unsigned lcore)
 {
 	return lcore < RTE_MAX_LCORE ? __atomic_load_n(&worker_loops[lcore], __ATOMIC_ACQUIRE) : 0;
+}
+
+/* Busy TSC cycles of `lcore` (iterations that moved packets) and the TSC cycles since it first
+ * started; both 0 for an lcore that never ran a worker. */
+void
+dp_worker_cycles(unsigned lcore, uint64_t *busy, uint64_t *total)
+{
+	uint64_t start;
+
+	*busy = *total = 0;
+	if (lcore >= RTE_MAX_LCORE)
+		return;
+	start = __atomic_load_n(&worker_start[lcore], __ATOMIC_RELAXED);
+	if (start == 0)
+		return;
+	*busy = __atomic_load_n(&worker_busy[lcore], __ATOMIC_RELAXED);
+	*total = rte_rdtsc() - start;
+}
+
+uint64_t
+dp_tsc_hz(void)
+{
+	return rte_get_tsc_hz();
 }
 
 /* Ask `lcore` (-1: nobody) to serve a direction. Returns 0 once the handover is done,

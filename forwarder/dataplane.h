@@ -57,6 +57,8 @@ int dp_worker_launch(unsigned lcore);
 void dp_workers_stop(void);
 int dp_worker_running(unsigned lcore);
 uint64_t dp_worker_loops(unsigned lcore);
+void dp_worker_cycles(unsigned lcore, uint64_t *busy, uint64_t *total);
+uint64_t dp_tsc_hz(void);
 
 /* packet helpers for test peers and tools (not used on the relay path) */
 struct rte_mempool *dp_pool_create(const char *name, unsigned n, int socket, int jumbo);

@@ -489,6 +489,21 @@ class Forwarder:
         """Worker CPU -> loop passes so far (a liveness counter)."""
         return {w: self._dp.dp_worker_loops(w) for w in self.workers}
 
+    def worker_cycles(self) -> dict[int, tuple[int, int]]:
+        """Worker -> (busy, total) TSC cycles since it started: busy counts the loop passes that
+        moved packets (like testpmd's --record-core-cycles), so busy deltas / packet deltas are the
+        cost per packet and busy / total the worker's load. `tsc_hz()` converts to seconds."""
+        busy = self._ffi.new("uint64_t *")
+        total = self._ffi.new("uint64_t *")
+        out = {}
+        for w in self.workers:
+            self._dp.dp_worker_cycles(w, busy, total)
+            out[w] = (int(busy[0]), int(total[0]))
+        return out
+
+    def tsc_hz(self) -> int:
+        return int(self._dp.dp_tsc_hz())
+
     # -------------------------------------------------------------- helpers
 
     def _info(self, relay_id: int):

@@ -31,7 +31,7 @@ def run(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedPr
 def test_throughput_table_and_json():
     p = run("throughput.py", "--runs", "1", "--seconds", "1", "--sizes", "64",
             "--dirs", "vm2vf")
-    assert "vio4wd/testpmd" in p.stdout and "cyc/pkt" in p.stdout, p.stdout
+    assert "vio4wd/testpmd" in p.stdout and "cyc/pkt" in p.stdout and "busy c/p" in p.stdout, p.stdout
     p = run("throughput.py", "--runs", "1", "--seconds", "1", "--sizes", "1518",
             "--dirs", "vf2vm", "--json")
     res = json.loads(p.stdout)
@@ -40,6 +40,9 @@ def test_throughput_table_and_json():
     for dut in ("vio4wd", "testpmd"):
         assert e[dut]["mpps"]["n"] == 1, e[dut]["runs"]
     assert e["ratio_mpps"] is not None and res["machine"]["tsc_hz"] > 0
+    # busy cycles/packet: the forwarder's worker counter vs testpmd's --record-core-cycles
+    assert e["vio4wd"]["busy_cycles_per_pkt"]["median"] > 0 and e["testpmd"]["busy_cycles_per_pkt"]["median"] > 0
+    assert e["ratio_busy_cycles"] is not None
 
 
 def test_zero_loss_table():

@@ -27,6 +27,7 @@ def test_pcap_frames_both_directions(hugedir, procs, tmp_path):
     peer = procs("peer_proc.py", {"eal": peer_eal(hugedir, f"net_virtio_user0,path={sock},"
                                                   "queue_size=1024")}, "peer")
     wait_for(lambda: fwd.call("status", 0)["virtio_state"] == "VIRTIO_READY", what="guest up")
+    idle = {w: c[0] for w, c in fwd.call("worker_cycles").items()}
 
     to_vm, to_vf = frames(0), frames(100000)
     write_pcap(tmp_path / "vf_in.pcap", to_vm)
@@ -38,6 +39,10 @@ def test_pcap_frames_both_directions(hugedir, procs, tmp_path):
     assert peer.op("send", frames=[f.hex() for f in to_vf]) == N
     wait_for(lambda: fwd.call("status", 0)["vm2vf"]["tx_pkts"] == N, what="VM->VF frames")
     st = fwd.call("status", 0)
+    # busy cycles (like testpmd --record-core-cycles) grew with the traffic and stay below the total
+    cycles = fwd.call("worker_cycles")
+    assert sum(c[0] for c in cycles.values()) > sum(idle.values())
+    assert all(0 < c[0] < c[1] for c in cycles.values() if c[0])
     fwd.call("remove_vf", 0)           # closes (flushes) the pcap
     assert read_pcap(tmp_path / "vf_out.pcap") == to_vf
 

@@ -75,6 +75,11 @@ def _status(args) -> int:
     return 0
 
 
+def _vm(args) -> int:
+    from .vmdemo import run
+    return run(args)
+
+
 def _capture(args) -> int:
     from .capture import capture_fixture
     capture_fixture(args.out, numa_nodes=args.nodes, vfs=args.vfs)
@@ -128,6 +133,14 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep it running until Ctrl-C to look around")
     p.add_argument("--down", action="store_true", help="remove a host lab left behind by a crash")
     p.set_defaults(func=_host)
+
+    p = sub.add_parser("vm", help="VM lab: roll out to a lab VM with an igb SR-IOV NIC, ping through the real VF")
+    name_arg(p)
+    p.add_argument("--pings", type=int, default=10, help="pings to send through PF, VF and forwarder (default 10)")
+    p.add_argument("--mem", type=int, default=2048, help="VM memory in MiB (default 2048)")
+    p.add_argument("--keep", action="store_true", help="leave the VM and the guest side running to look around")
+    p.add_argument("--down", action="store_true", help="tear down a VM lab left with --keep (or by a failure)")
+    p.set_defaults(func=_vm)
 
     p = sub.add_parser("capture", help="run `vio4wd-tool capture` in a fresh lab VM with VFs; copy it to OUT")
     p.add_argument("out", help="fixture directory to (re)create, e.g. tests/fixtures/captures/labvm-igb-sriov")
