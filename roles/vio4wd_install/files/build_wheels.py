@@ -7,6 +7,7 @@ targets reinstall exactly when the code changed (idempotent rollouts).
 """
 import hashlib
 import json
+import tarfile
 import os
 import subprocess
 import sys
@@ -47,7 +48,19 @@ def main() -> int:
         done.write_text(key + "\n")
         built = True
     wheel = sorted(out.glob("vio4wd-*.whl"))
-    print(json.dumps({"key": key, "dir": str(out), "built": built, "wheel": wheel[-1].name if wheel else None}))
+    # one archive KEY/<wheels> for the target: one transfer and one checksum instead of one per wheel
+    tar = cache / f"{key}.tar"
+    if not tar.exists():
+        tmp = tar.with_suffix(".tar.tmp")
+        with tarfile.open(tmp, "w") as tf:
+            for w in sorted(out.glob("*.whl")):
+                info = tf.gettarinfo(str(w), arcname=f"{key}/{w.name}")
+                info.mtime, info.uid, info.gid, info.uname, info.gname = 315532800, 0, 0, "root", "root"
+                with open(w, "rb") as fh:
+                    tf.addfile(info, fh)
+        os.replace(tmp, tar)
+    print(json.dumps({"key": key, "dir": str(out), "tar": str(tar), "built": built,
+                      "wheel": wheel[-1].name if wheel else None}))
     return 0
 
 
