@@ -61,3 +61,24 @@ def test_guest_modules_load_dependencies_first():
     order = [Path(p).name.split(".ko")[0] for p in _module_order(moddir, GUEST_MODULES)]
     assert order.index("virtio") < order.index("virtio_pci") and order.index("failover") < order.index("virtio_net")
     assert set(GUEST_MODULES) <= set(order)
+
+
+def test_lab_down_cleans_a_half_removed_vm_and_names_unknown_ones(tmp_path):
+    """A VM dir with reports (subdirectories) and no vm.json: `lab down` removes what is left; an
+    unknown name is a one-line error, not a traceback."""
+    import os
+    env = {**os.environ, "VIO4WD_LAB_STATE": str(tmp_path)}
+    (tmp_path / "half" / "doctor-before").mkdir(parents=True)
+    (tmp_path / "half" / "doctor-before" / "fleet-doctor.txt").write_text("HOST\n")
+    (tmp_path / "half" / "site.log").write_text("log\n")
+    exe = Path(sys.executable).parent / "vio4wd-tool"
+    p = subprocess.run([str(exe), "lab", "down", "--name", "half"], capture_output=True, text=True, env=env)
+    assert p.returncode == 0 and "lab VM half removed" in p.stdout, p.stderr
+    assert not (tmp_path / "half").exists()
+    p = subprocess.run([str(exe), "lab", "down", "--name", "nosuch"], capture_output=True, text=True, env=env)
+    assert p.returncode == 1 and "no lab VM named 'nosuch'" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_lab_vm_parser():
+    args = parse("lab", "vm", "--name", "x1", "--pings", "3", "--keep")
+    assert (args.name, args.pings, args.keep, args.down, args.mem) == ("x1", 3, True, False, 2048)

@@ -53,8 +53,17 @@ def _ssh(args) -> int:
 
 
 def _down(args) -> int:
+    from .common import state_dir
     from .vm import LabVM, running
-    vms = running() if args.all else [LabVM.load(args.name)]
+    if args.all:
+        vms = running()
+    else:
+        try:
+            vms = [LabVM.load(args.name)]
+        except LabError:
+            if not (state_dir() / args.name).exists():
+                raise
+            vms = [LabVM(args.name)]  # half removed (no vm.json): clean up what is left
     for vm in vms:
         vm.stop()
         print(f"lab VM {vm.cfg.name} removed")

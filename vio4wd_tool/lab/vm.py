@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -228,10 +229,7 @@ class LabVM:
         if subprocess.run(["ip", "netns", "pids", self.netns], capture_output=True).returncode == 0:
             subprocess.run(["ip", "netns", "del", self.netns], check=False)
         subprocess.run(["ip", "link", "del", self.tap], capture_output=True, check=False)
-        if self.dir.exists():
-            for f in self.dir.iterdir():
-                f.unlink()
-            self.dir.rmdir()
+        shutil.rmtree(self.dir, ignore_errors=True)  # logs, reports, overlay, pidfile
         write_inventory()
 
     # -- access ----------------------------------------------------------------------------------
