@@ -29,6 +29,12 @@ options:
     description: Check a captured tree below this directory instead of the live host.
     type: path
     default: /
+  driver:
+    description:
+      - The DPDK driver the host is meant for, over the config's (a host not rolled out yet has no
+        config, and the default intent is igb_uio).
+    type: str
+    choices: [igb_uio, vfio-pci]
   fail_on_fail:
     description: Fail the task when a check reports FAIL.
     type: bool
@@ -78,6 +84,7 @@ def main():
             only=dict(type="list", elements="str"),
             config=dict(type="path", default="/etc/default/virtioforwarder"),
             root=dict(type="path", default="/"),
+            driver=dict(type="str", choices=["igb_uio", "vfio-pci"]),
             fail_on_fail=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
@@ -94,6 +101,8 @@ def main():
         intent = im.from_config(host.root, p["config"])
     except ValueError as e:
         module.fail_json(msg="%s: %s" % (p["config"], e))
+    if p["driver"]:
+        intent.driver = p["driver"]
     results = doctor.run(host, intent, p["only"])
     doc = doctor.to_json(host, intent, results, time.monotonic() - t0)
     failed = [{k: c[k] for k in ("id", "subject", "finding", "fix")} for c in doc["checks"] if c["status"] == "FAIL"]
