@@ -40,17 +40,21 @@ def main():
 
     cli = measure(lambda: subprocess.run([EXE, "doctor", "--json"], capture_output=True), a.n)
     inproc = measure(lambda: run(Host("/"), Intent()), a.n)
-    res = {"machine": f"{Path('/proc/sys/kernel/hostname').read_text().strip()}, "
+    res = {"benchmark": "doctor_walltime", "machine": f"{Path('/proc/sys/kernel/hostname').read_text().strip()}, "
                       f"{len(Host('/').cpu.online)} CPUs", "cli": cli, "in_process": inproc,
            "goal_s": 1.0, "meets_goal": cli["median_s"] < 1.0}
-    if a.json:
-        print(json.dumps(res, indent=2))
-        return
-    print(f"{'doctor wall time':<24}{'median':>10}{'min':>10}{'p90':>10}{'max':>10}")
+    print(json.dumps(res, indent=2) if a.json else render_result(res))
+
+
+def render_result(res: dict) -> str:
+    """The table of a doctor_walltime result (as printed, or from its saved JSON: bench/show.py)."""
+    lines = [f"{'doctor wall time':<24}{'median':>10}{'min':>10}{'p90':>10}{'max':>10}"]
     for k in ("cli", "in_process"):
         r = res[k]
-        print(f"{k:<24}" + "".join(f"{r[x] * 1000:>8.1f}ms" for x in ("median_s", "min_s", "p90_s", "max_s")))
-    print(f"goal < 1 s end to end: {'met' if res['meets_goal'] else 'NOT met'} ({a.n} runs each)")
+        lines.append(f"{k:<24}" + "".join(f"{r[x] * 1000:>8.1f}ms" for x in ("median_s", "min_s", "p90_s", "max_s")))
+    lines.append(f"goal < 1 s end to end: {'met' if res['meets_goal'] else 'NOT met'} "
+                 f"({res['cli']['runs']} runs each; {res['machine']})")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,26 @@ def rtt_summary(v: list[float], lost: int) -> dict:
             "median": statistics.median(v), "p90": q[8]}
 
 
+def render_result(out: dict) -> str:
+    """The table of a latency result (as printed, or from its saved JSON: bench/show.py)."""
+    res, boot, m = out["results"], out.get("boot_s", {}), out["machine"]
+    rows = [[p, str(res[p]["n"]), str(res[p]["lost"]),
+             *(fmt(res[p].get(k), ".3f") for k in ("min", "avg", "max", "mdev", "median", "p90")),
+             fmt(boot.get(p), ".1f")] for p in PATHS]
+    rows.append(["forwarder/qemu-tap", "", "", "", fmt(res["ratio_avg"], ".3f"), "", "",
+                 fmt(res["ratio_median"], ".3f"), "", ""])
+    return "\n".join([
+        "Ping RTT (ms) from a netns to the same TCG guest: through the vio4wd forwarder "
+        "(net_tap VF stand-in) vs QEMU userspace tap",
+        table(["path", "replies", "lost", "min", "avg", "max", "mdev", "median", "p90",
+               "boot s"], rows),
+        "",
+        f"machine: {m['cpu']}, {m['cpus']} CPUs, {m['mem_gib']} GiB, kernel {m['kernel']}, "
+        f"DPDK {m['dpdk']}; date {m['date']}; load {m['load_start']:.2f} at start, "
+        f"{out['load_end']:.2f} at end; {out['rounds']} interleaved rounds x {out['count']} pings "
+        f"every {out['interval_s']} s per path"])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -166,24 +186,8 @@ def main(argv=None):
     res = {p: rtt_summary(rtts[p], lost[p]) for p in PATHS}
     res["ratio_median"] = ratio(res["forwarder"].get("median"), res["qemu-tap"].get("median"))
     res["ratio_avg"] = ratio(res["forwarder"].get("avg"), res["qemu-tap"].get("avg"))
-    rows = [[p, str(res[p]["n"]), str(res[p]["lost"]),
-             *(fmt(res[p].get(k), ".3f") for k in ("min", "avg", "max", "mdev", "median", "p90")),
-             fmt(boot.get(p), ".1f")] for p in PATHS]
-    rows.append(["forwarder/qemu-tap", "", "", "", fmt(res["ratio_avg"], ".3f"), "", "",
-                 fmt(res["ratio_median"], ".3f"), "", ""])
-    m = meta["machine"]
-    text = "\n".join([
-        "Ping RTT (ms) from a netns to the same TCG guest: through the vio4wd forwarder "
-        "(net_tap VF stand-in) vs QEMU userspace tap",
-        table(["path", "replies", "lost", "min", "avg", "max", "mdev", "median", "p90",
-               "boot s"], rows),
-        "",
-        f"machine: {m['cpu']}, {m['cpus']} CPUs, {m['mem_gib']} GiB, kernel {m['kernel']}, "
-        f"DPDK {m['dpdk']}; date {m['date']}; load {m['load_start']:.2f} at start, "
-        f"{meta['load_end']:.2f} at end; {a.rounds} interleaved rounds x {a.count} pings "
-        f"every {a.interval} s per path"])
-    emit({"benchmark": "latency", **meta, "boot_s": boot, "results": res,
-          "rtts_ms": rtts}, a.json, text, a.save)
+    out = {"benchmark": "latency", **meta, "boot_s": boot, "results": res, "rtts_ms": rtts}
+    emit(out, a.json, render_result(out), a.save)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,20 @@ def one_run(inventory: Path, check: bool) -> dict:
             "tail": p.stdout[-1500:] if p.returncode else ""}
 
 
+def render_result(res: dict) -> str:
+    """The table of a playbook_rerun result (as printed, or from its saved JSON: bench/show.py)."""
+    runs = res["runs"]
+    rows = [[str(i + 1), f"{r['seconds']:.0f}", str(r["tasks"]), str(r["recap"].get("ok", "-")),
+             str(r["recap"].get("changed", "-")), str(r["recap"].get("failed", "-")), f"{r['load']:.2f}"]
+            for i, r in enumerate(runs)]
+    return "\n".join([
+        f"site.yml {'--check ' if res['check'] else ''}re-run against converged lab VM {res['vm']} "
+        "(QEMU 10 TCG, 2 vCPUs)",
+        table(["run", "seconds", "tasks", "ok", "changed", "failed", "load"], rows, "rrrrrrr"),
+        f"median {res['median_s']:.0f} s (min {res['min_s']:.0f}, max {res['max_s']:.0f}); "
+        f"{'idempotent: 0 changed in every run' if res['idempotent'] else 'NOT idempotent or failed: see the JSON'}"])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--name", default="lab", help="the converged lab VM (default lab)")
@@ -59,18 +73,10 @@ def main():
         runs.append(r)
         print(f"run {i + 1}/{a.runs}: {r['seconds']:.0f} s, rc {r['rc']}, {r['recap']}", file=sys.stderr)
     secs = [r["seconds"] for r in runs]
-    res = {"machine": machine(), "vm": a.name, "check": a.check, "runs": runs,
+    res = {"benchmark": "playbook_rerun", "machine": machine(), "vm": a.name, "check": a.check, "runs": runs,
            "median_s": statistics.median(secs), "min_s": min(secs), "max_s": max(secs),
            "idempotent": all(r["rc"] == 0 and r["recap"].get("changed", 1) == 0 for r in runs)}
-    rows = [[str(i + 1), f"{r['seconds']:.0f}", str(r["tasks"]), str(r["recap"].get("ok", "-")),
-             str(r["recap"].get("changed", "-")), str(r["recap"].get("failed", "-")), f"{r['load']:.2f}"]
-            for i, r in enumerate(runs)]
-    text = "\n".join([
-        f"site.yml {'--check ' if a.check else ''}re-run against converged lab VM {a.name} (QEMU 10 TCG, 2 vCPUs)",
-        table(["run", "seconds", "tasks", "ok", "changed", "failed", "load"], rows, "rrrrrrr"),
-        f"median {res['median_s']:.0f} s (min {res['min_s']:.0f}, max {res['max_s']:.0f}); "
-        f"{'idempotent: 0 changed in every run' if res['idempotent'] else 'NOT idempotent or failed: see the JSON'}"])
-    emit(res, a.json, text, a.save)
+    emit(res, a.json, render_result(res), a.save)
     return 0 if res["idempotent"] else 1
 
 

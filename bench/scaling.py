@@ -33,6 +33,15 @@ from _common import emit, hugepages, loadavg, machine  # noqa: E402
 from throughput import compare, render  # noqa: E402
 
 
+def render_result(res: dict) -> str:
+    """The table of a scaling result (as printed, or from its saved JSON: bench/show.py)."""
+    first = res["results"][0] if res["results"] else {"direction": "?", "size": "?"}
+    return (render(res["results"], res, f"Scaling ({first['direction']}, {first['size']} B), one DUT "
+                                         "worker CPU: relays x queues", ("relays", "queues")) +
+            "\n2-core box: both DUTs serve every relay/queue on ONE worker (CPU 1; the generator "
+            "has CPU 0);\ntestpmd needs 2 ethdevs per relay (RTE_MAX_ETHPORTS 32 -> 16 relays).")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--relays", default="1,2,4,8,16")
@@ -59,11 +68,7 @@ def main(argv=None):
     res = {"benchmark": "scaling", **meta, "results": results,
            "limits": {"dut_worker_cpus": 1, "testpmd_max_relays": 16,
                       "forwarder_max_relays": 32, "max_queue_pairs": 32}}
-    emit(res, a.json, render(results, meta, f"Scaling ({a.dir}, {a.size} B), one DUT worker "
-                                            "CPU: relays x queues", ("relays", "queues")) +
-         "\n2-core box: both DUTs serve every relay/queue on ONE worker (CPU 1; the generator "
-         "has CPU 0);\ntestpmd needs 2 ethdevs per relay (RTE_MAX_ETHPORTS 32 -> 16 relays).",
-         a.save)
+    emit(res, a.json, render_result(res), a.save)
 
 
 if __name__ == "__main__":

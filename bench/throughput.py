@@ -212,6 +212,14 @@ def render(results: list[dict], meta: dict, title: str, key_cols=("direction", "
     return "\n".join(txt)
 
 
+TITLE = "Throughput, vio4wd forwarder vs testpmd io (1 relay, 1 queue)"
+
+
+def render_result(res: dict) -> str:
+    """The table of a throughput result (as printed, or from its saved JSON: bench/show.py)."""
+    return render(res["results"], res, TITLE)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=9, help="interleaved runs per DUT and case")
@@ -231,8 +239,7 @@ def main(argv=None):
         results = compare(cases, a.runs, a.seconds, huge, testpmd_retry=a.testpmd_retry)
     meta["load_end"] = loadavg()
     res = {"benchmark": "throughput", **meta, "results": results}
-    emit(res, a.json, render(results, meta, "Throughput, vio4wd forwarder vs testpmd io "
-                                            "(1 relay, 1 queue)"), a.save)
+    emit(res, a.json, render_result(res), a.save)
 
 
 if __name__ == "__main__":

@@ -110,6 +110,29 @@ def one_repeat(dut: str, cases: list[tuple[str, int]], a, huge: Path) -> dict:
                     p.close()
 
 
+def render_result(res: dict) -> str:
+    """The table of a zero_loss result (as printed, or from its saved JSON: bench/show.py)."""
+    rows = []
+    for e in res["results"]:
+        for dut in DUTS:
+            z, c = e[dut]["zero_loss_mpps"], e[dut]["capacity_mpps"]
+            rows.append([e["direction"], str(e["size"]), dut, str(z["n"]), fmt(z["median"], ".3f"),
+                         f"{fmt(z['min'], '.3f')}-{fmt(z['max'], '.3f')}",
+                         fmt(c["median"], ".2f")])
+        rows.append(["", "", "vio4wd/testpmd", "", fmt(e["ratio"], ".3f"), "", ""])
+    m = res["machine"]
+    return "\n".join([
+        f"Zero-loss rate (binary search, {res['trial_s']} s trials, loss <= {res['loss_allowed']}), "
+        "vio4wd vs testpmd io; vhost-user <-> memif",
+        table(["direction", "size", "DUT", "searches", "0-loss Mpps", "min-max", "capacity Mpps"],
+              rows, "lllrrrr"), "",
+        f"machine: {m['cpu']}, {m['cpus']} CPUs, {m['mem_gib']} GiB, kernel {m['kernel']}, "
+        f"DPDK {m['dpdk']}; date {m['date']}; load {m['load_start']:.2f} at start, "
+        f"{res['load_end']:.2f} at end",
+        "capacity = frames/s received at an unlimited offered rate (same processes, just "
+        "before the search)."])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3, help="interleaved searches per DUT")
@@ -151,7 +174,7 @@ def main(argv=None):
                     ", ".join(f"{k} {v['zero_loss_mpps']:.3f} Mpps (cap {v['capacity_mpps']:.2f})"
                               for k, v in res.items() if isinstance(v, dict)))
     meta["load_end"] = loadavg()
-    results, rows = [], []
+    results = []
     for direction, size in cases:
         key = f"{direction}/{size}"
         e = {"direction": direction, "size": size}
@@ -163,24 +186,8 @@ def main(argv=None):
         e["ratio"] = ratio(e["vio4wd"]["zero_loss_mpps"]["median"],
                            e["testpmd"]["zero_loss_mpps"]["median"])
         results.append(e)
-        for dut in DUTS:
-            z, c = e[dut]["zero_loss_mpps"], e[dut]["capacity_mpps"]
-            rows.append([direction, str(size), dut, str(z["n"]), fmt(z["median"], ".3f"),
-                         f"{fmt(z['min'], '.3f')}-{fmt(z['max'], '.3f')}",
-                         fmt(c["median"], ".2f")])
-        rows.append(["", "", "vio4wd/testpmd", "", fmt(e["ratio"], ".3f"), "", ""])
-    m = meta["machine"]
-    text = "\n".join([
-        f"Zero-loss rate (binary search, {a.trial} s trials, loss <= {a.loss}), vio4wd vs "
-        "testpmd io; vhost-user <-> memif",
-        table(["direction", "size", "DUT", "searches", "0-loss Mpps", "min-max", "capacity Mpps"],
-              rows, "lllrrrr"), "",
-        f"machine: {m['cpu']}, {m['cpus']} CPUs, {m['mem_gib']} GiB, kernel {m['kernel']}, "
-        f"DPDK {m['dpdk']}; date {m['date']}; load {m['load_start']:.2f} at start, "
-        f"{meta['load_end']:.2f} at end",
-        "capacity = frames/s received at an unlimited offered rate (same processes, just "
-        "before the search)."])
-    emit({"benchmark": "zero_loss", **meta, "results": results}, a.json, text, a.save)
+    res = {"benchmark": "zero_loss", **meta, "results": results}
+    emit(res, a.json, render_result(res), a.save)
 
 
 if __name__ == "__main__":

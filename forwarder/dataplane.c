@@ -155,6 +155,13 @@ quiesce(void)
 	uint64_t seen[RTE_MAX_LCORE];
 	unsigned l;
 
+	/*
+	 * The caller's stores (vid = -1, ...) must be visible before the counters are sampled: a
+	 * release store may otherwise still sit in this CPU's store buffer while a worker counts a
+	 * pass and reads the old value (store-load reordering; the worker's fetch_add is the
+	 * matching full barrier).
+	 */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	for (l = 0; l < RTE_MAX_LCORE; l++)
 		seen[l] = __atomic_load_n(&worker_loops[l], __ATOMIC_ACQUIRE);
 	for (l = 0; l < RTE_MAX_LCORE; l++)
@@ -207,30 +214,33 @@ flow_hash(struct rte_mbuf *m)
 	return rte_jhash_32b(key, n, 0);
 }
 
-static void
-count(uint64_t *pkts, uint64_t *bytes, struct rte_mbuf **m, uint16_t n)
+static uint64_t
+bytes_of(struct rte_mbuf **m, uint16_t n)
 {
 	uint64_t b = 0;
 	uint16_t i;
 
 	for (i = 0; i < n; i++)
 		b += rte_pktmbuf_pkt_len(m[i]);
+	return b;
+}
+
+static void
+add(uint64_t *pkts, uint64_t *bytes, uint64_t n, uint64_t b)
+{
 	*pkts += n;
 	*bytes += b;
 }
 
+/*
+ * enqueue to one guest RX vring (b: the frames' bytes); retries while full, then counts the rest
+ * as dropped.  The enqueue copies: the mbufs stay ours and are freed here.
+ */
 static void
-free_counted(uint64_t *pkts, uint64_t *bytes, struct rte_mbuf **m, uint16_t n)
-{
-	count(pkts, bytes, m, n);
-	rte_pktmbuf_free_bulk(m, n);
-}
-
-/* enqueue to one guest RX vring; retries while full, then counts the rest as dropped */
-static void
-to_vm(struct dp_dir_stats *s, int vid, uint16_t q, struct rte_mbuf **m, uint16_t n)
+to_vm(struct dp_dir_stats *s, int vid, uint16_t q, struct rte_mbuf **m, uint16_t n, uint64_t b)
 {
 	uint16_t sent = 0;
+	uint64_t lost = 0;
 	int tries;
 
 	for (tries = 0; tries <= DP_TX_RETRIES && sent < n; tries++) {
@@ -238,9 +248,12 @@ to_vm(struct dp_dir_stats *s, int vid, uint16_t q, struct rte_mbuf **m, uint16_t
 			rte_pause();
 		sent += rte_vhost_enqueue_burst(vid, 2 * q, m + sent, n - sent);
 	}
-	count(&s->tx_pkts, &s->tx_bytes, m, sent);
-	count(&s->drop_full_pkts, &s->drop_full_bytes, m + sent, n - sent);
-	rte_pktmbuf_free_bulk(m, n);        /* enqueue copies */
+	if (sent < n) {
+		lost = bytes_of(m + sent, n - sent);
+		add(&s->drop_full_pkts, &s->drop_full_bytes, n - sent, lost);
+	}
+	add(&s->tx_pkts, &s->tx_bytes, sent, b - lost);
+	rte_pktmbuf_free_bulk(m, n);
 }
 
 static uint16_t
@@ -252,6 +265,7 @@ relay_vf2vm(struct relay *r)
 	int port = __atomic_load_n(&r->vf_port, __ATOMIC_ACQUIRE);
 	int vid;
 	uint32_t mask;
+	uint64_t b;
 	uint16_t n, i, nq = 0;
 
 	if (port < 0)
@@ -259,18 +273,20 @@ relay_vf2vm(struct relay *r)
 	n = rte_eth_rx_burst(port, 0, pkts, DP_BURST);
 	if (n == 0)
 		return 0;
-	count(&s->rx_pkts, &s->rx_bytes, pkts, n);
+	b = bytes_of(pkts, n);
+	add(&s->rx_pkts, &s->rx_bytes, n, b);
 	vid = __atomic_load_n(&r->vid, __ATOMIC_ACQUIRE);
 	mask = __atomic_load_n(&r->rxq_enabled, __ATOMIC_ACQUIRE);
 	if (vid < 0 || mask == 0) {
-		free_counted(&s->drop_nc_pkts, &s->drop_nc_bytes, pkts, n);
+		add(&s->drop_nc_pkts, &s->drop_nc_bytes, n, b);
+		rte_pktmbuf_free_bulk(pkts, n);
 		return n;
 	}
 	for (i = 0; i < DP_MAX_QUEUE_PAIRS; i++)
 		if (mask & (1u << i))
 			qs[nq++] = i;
 	if (nq == 1) {
-		to_vm(s, vid, qs[0], pkts, n);
+		to_vm(s, vid, qs[0], pkts, n, b);
 		return n;
 	}
 	memset(cnt, 0, sizeof(cnt));
@@ -280,7 +296,7 @@ relay_vf2vm(struct relay *r)
 	}
 	for (i = 0; i < nq; i++)
 		if (cnt[i])
-			to_vm(s, vid, qs[i], bucket[i], cnt[i]);
+			to_vm(s, vid, qs[i], bucket[i], cnt[i], bytes_of(bucket[i], cnt[i]));
 	return n;
 }
 
@@ -294,6 +310,7 @@ relay_vm2vf(struct relay *r)
 	struct rte_mempool *pool = __atomic_load_n(&r->vm_pool, __ATOMIC_ACQUIRE);
 	int port;
 	uint32_t q;
+	uint64_t b, lost = 0;
 	uint16_t n, sent = 0;
 	int tries;
 
@@ -307,19 +324,26 @@ relay_vm2vf(struct relay *r)
 	n = rte_vhost_dequeue_burst(vid, 2 * q + 1, pool, pkts, DP_BURST);
 	if (n == 0)
 		return 0;
-	count(&s->rx_pkts, &s->rx_bytes, pkts, n);
+	b = bytes_of(pkts, n);
+	add(&s->rx_pkts, &s->rx_bytes, n, b);
 	port = __atomic_load_n(&r->vf_port, __ATOMIC_ACQUIRE);
 	if (port < 0) {
-		free_counted(&s->drop_nc_pkts, &s->drop_nc_bytes, pkts, n);
+		add(&s->drop_nc_pkts, &s->drop_nc_bytes, n, b);
+		rte_pktmbuf_free_bulk(pkts, n);
 		return n;
 	}
+	/* transmitted mbufs belong to the PMD (it may free them at once): count before, not after */
 	for (tries = 0; tries <= DP_TX_RETRIES && sent < n; tries++) {
 		if (tries)
 			rte_pause();
 		sent += rte_eth_tx_burst(port, 0, pkts + sent, n - sent);
 	}
-	count(&s->tx_pkts, &s->tx_bytes, pkts, sent);
-	free_counted(&s->drop_full_pkts, &s->drop_full_bytes, pkts + sent, n - sent);
+	if (sent < n) {
+		lost = bytes_of(pkts + sent, n - sent);
+		add(&s->drop_full_pkts, &s->drop_full_bytes, n - sent, lost);
+		rte_pktmbuf_free_bulk(pkts + sent, n - sent);
+	}
+	add(&s->tx_pkts, &s->tx_bytes, sent, b - lost);
 	return n;
 }
 

@@ -147,6 +147,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     name_arg(p)
     p.add_argument("--pings", type=int, default=10, help="pings to send through PF, VF and forwarder (default 10)")
     p.add_argument("--mem", type=int, default=2048, help="VM memory in MiB (default 2048)")
+    p.add_argument("--guest", choices=("echo", "testpmd"), default="echo",
+                   help="guest side on relay 1: virtio-forwarder-echo (default) or dpdk-testpmd in icmpecho "
+                        "mode (installs dpdk-dev in the VM: minutes under TCG)")
     p.add_argument("--keep", action="store_true", help="leave the VM and the guest side running to look around")
     p.add_argument("--down", action="store_true", help="tear down a VM lab left with --keep (or by a failure)")
     p.set_defaults(func=_vm)

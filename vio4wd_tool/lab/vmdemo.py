@@ -1,6 +1,7 @@
 """The VM lab: the whole product on a lab VM with an emulated igb SR-IOV NIC (QEMU 10, TCG).
 
-    vio4wd-tool lab vm [--name lab] [--pings N] [--keep]     bring it up, roll out, ping, tear down
+    vio4wd-tool lab vm [--name lab] [--pings N] [--guest echo|testpmd] [--keep]
+                                                             bring it up, roll out, ping, tear down
     vio4wd-tool lab vm --down [--name lab]                    tear down a lab left with --keep
 
 Steps, each with progress: the cached Debian 12 image; a lab VM (igb PF on a tap in the network
@@ -154,9 +155,11 @@ def run(args) -> int:
         if after.returncode != 0:
             raise LabError("doctor reports FAIL on the provisioned lab VM (above)")
 
-        say("6/7 guest side on relay 1's vhost-user socket (virtio-forwarder-echo, MAC = VF 0's), ping through "
+        kind = "virtio-forwarder-echo" if args.guest == "echo" else "dpdk-testpmd --forward-mode=icmpecho"
+        say(f"6/7 guest side on relay 1's vhost-user socket ({kind}, MAC = VF 0's), ping through "
             "PF -> VF -> forwarder")
-        books.run("lab-ping.yml", "lab-ping", "-e", "vio4wd_lab_keep_guest=true")
+        books.run("lab-ping.yml", "lab-ping", "-e", "vio4wd_lab_keep_guest=true",
+                  "-e", f"vio4wd_lab_guest={args.guest}")
         ping = subprocess.run(["ip", "netns", "exec", vm.netns, "ping", "-c", str(args.pings), "-i", "0.2",
                                "-W", "2", GUEST_IP], capture_output=True, text=True)
         lines = ping.stdout.strip().splitlines()
