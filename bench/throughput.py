@@ -156,28 +156,48 @@ def compare(cases: list[tuple], runs: int, seconds: float, huge: Path, progress=
                     progress(f"run {r + 1}/{runs} {c[0]} {c[1]}B relays={c[2]} q={c[3]} {dut}: "
                              f"{res['mpps']:.2f} Mpps, {fmt(res['cycles_per_pkt'], '.0f')} "
                              f"cyc/pkt (load {res['load']:.2f})")
-    out = []
-    for c in cases:
-        entry = {"direction": c[0], "size": c[1], "relays": c[2], "queues": c[3]}
-        for dut in DUTS:
-            ok = [x for x in raw[c][dut] if "mpps" in x]
-            entry[dut] = {"mpps": summary([x["mpps"] for x in ok]),
-                          "drop_pct": summary([x.get("drop_pct") for x in ok]),
-                          "cycles_per_pkt": summary([x["cycles_per_pkt"] for x in ok]),
-                          "busy_cycles_per_pkt": summary([x.get("busy_cycles_per_pkt") for x in ok]),
-                          "failed_runs": len(raw[c][dut]) - len(ok), "runs": raw[c][dut]}
-            if dut == "testpmd":
-                entry[dut]["record_core_cycles"] = summary(
-                    [x["testpmd_own"].get("cycles_per_pkt") for x in ok
-                     if x.get("testpmd_own")])
-        entry["ratio_mpps"] = ratio(entry["vio4wd"]["mpps"]["median"],
-                                    entry["testpmd"]["mpps"]["median"])
-        entry["ratio_cycles"] = ratio(entry["vio4wd"]["cycles_per_pkt"]["median"],
-                                      entry["testpmd"]["cycles_per_pkt"]["median"])
-        entry["ratio_busy_cycles"] = ratio(entry["vio4wd"]["busy_cycles_per_pkt"]["median"],
-                                           entry["testpmd"]["busy_cycles_per_pkt"]["median"])
-        out.append(entry)
-    return out
+    return [entry(c, raw[c]) for c in cases]
+
+
+def entry(c: tuple, runs: dict) -> dict:
+    """One case's summary (median, spread, ratios) from its runs per DUT ({dut: [run, ...]})."""
+    e = {"direction": c[0], "size": c[1], "relays": c[2], "queues": c[3]}
+    for dut in DUTS:
+        ok = [x for x in runs[dut] if "mpps" in x]
+        e[dut] = {"mpps": summary([x["mpps"] for x in ok]),
+                  "drop_pct": summary([x.get("drop_pct") for x in ok]),
+                  "cycles_per_pkt": summary([x["cycles_per_pkt"] for x in ok]),
+                  "busy_cycles_per_pkt": summary([x.get("busy_cycles_per_pkt") for x in ok]),
+                  "failed_runs": len(runs[dut]) - len(ok), "runs": runs[dut]}
+        if dut == "testpmd":
+            e[dut]["record_core_cycles"] = summary(
+                [x["testpmd_own"].get("cycles_per_pkt") for x in ok if x.get("testpmd_own")])
+    e["ratio_mpps"] = ratio(e["vio4wd"]["mpps"]["median"], e["testpmd"]["mpps"]["median"])
+    e["ratio_cycles"] = ratio(e["vio4wd"]["cycles_per_pkt"]["median"],
+                              e["testpmd"]["cycles_per_pkt"]["median"])
+    e["ratio_busy_cycles"] = ratio(e["vio4wd"]["busy_cycles_per_pkt"]["median"],
+                                   e["testpmd"]["busy_cycles_per_pkt"]["median"])
+    return e
+
+
+def pool(results: list[dict]) -> dict:
+    """Pool the runs of several saved throughput/scaling results case by case (bench/show.py
+    --pool): medians over every session's runs, the sessions listed."""
+    runs: dict[tuple, dict] = {}
+    for res in results:
+        for e in res["results"]:
+            c = (e["direction"], e["size"], e.get("relays", 1), e.get("queues", 1))
+            for dut in DUTS:
+                runs.setdefault(c, {d: [] for d in DUTS})[dut] += e[dut]["runs"]
+    first = results[0]
+    if len({(r["benchmark"], bool(r.get("testpmd_retry")), r["seconds"]) for r in results}) > 1:
+        raise ValueError("pool results of one benchmark, testpmd retry setting and run length only")
+    m = dict(first["machine"])
+    m["date"] = ", ".join(r["machine"]["date"] for r in results)
+    m["load_start"] = min(r["machine"]["load_start"] for r in results)
+    return {**first, "machine": m, "load_end": max(r["load_end"] for r in results),
+            "runs": "+".join(str(r["runs"]) for r in results),
+            "results": [entry(c, runs[c]) for c in runs], "pooled": len(results)}
 
 
 def render(results: list[dict], meta: dict, title: str, key_cols=("direction", "size")) -> str:
@@ -217,7 +237,8 @@ TITLE = "Throughput, vio4wd forwarder vs testpmd io (1 relay, 1 queue)"
 
 def render_result(res: dict) -> str:
     """The table of a throughput result (as printed, or from its saved JSON: bench/show.py)."""
-    return render(res["results"], res, TITLE)
+    title = TITLE + (f", runs of {res['pooled']} sessions pooled" if res.get("pooled") else "")
+    return render(res["results"], res, title)
 
 
 def main(argv=None):
