@@ -4,6 +4,8 @@
 #   scripts/molecule.sh host check      only these
 #   VIO4WD_MOLECULE_FAST=1 scripts/molecule.sh   only the fast tier (ansible-lint, module tests, syntax)
 #   VIO4WD_MOLECULE_SKIP_FAST=1 scripts/molecule.sh   only the scenarios (the fast tier ran already)
+#   VIO4WD_LAB_GUEST=testpmd scripts/molecule.sh site  site's ping peer: dpdk-testpmd icmpecho
+#       instead of virtio-forwarder-echo (installs dpdk-dev in the VM: minutes more)
 # Every scenario boots its own lab VM from the one cached base image (vio4wd-tool lab image) and
 # destroys it; timings go to $TMPDIR/vio4wd-molecule-times (one line per scenario) and the summary at the end.
 set -uo pipefail
