@@ -40,15 +40,8 @@ def pooled(paths: list[Path]) -> str:
     kinds = {r.get("benchmark") for r in results}
     if not kinds <= {"throughput", "scaling"} or len(kinds) != 1:
         raise SystemExit(f"--pool takes throughput or scaling results of one kind, not {sorted(map(str, kinds))}")
-    setups = {}
-    for p, r in zip(paths, results):
-        setups.setdefault(f"testpmd retry {'on' if r.get('testpmd_retry') else 'off'}, {r['seconds']} s runs",
-                          []).append(p.name)
-    if len(setups) > 1:
-        raise SystemExit("--pool: the files were measured differently, pool one set: " +
-                         "; ".join(f"{k}: {' '.join(v)}" for k, v in setups.items()))
     try:
-        res = throughput.pool(results)
+        res = throughput.pool(results, [p.name for p in paths])
     except ValueError as exc:
         raise SystemExit(f"--pool: {exc}") from None
     return importlib.import_module(kinds.pop()).render_result(res)

@@ -180,9 +180,18 @@ def entry(c: tuple, runs: dict) -> dict:
     return e
 
 
-def pool(results: list[dict]) -> dict:
+def pool(results: list[dict], names: list[str] | None = None) -> dict:
     """Pool the runs of several saved throughput/scaling results case by case (bench/show.py
-    --pool): medians over every session's runs, the sessions listed."""
+    --pool): medians over every session's runs, the sessions listed.  Raises ValueError, naming
+    the files (`names`), when they were not measured the same way."""
+    setups: dict[str, list[str]] = {}
+    for i, r in enumerate(results):
+        key = (f"{r['benchmark']}, testpmd retry {'on' if r.get('testpmd_retry') else 'off'}, "
+               f"{r['seconds']} s runs")
+        setups.setdefault(key, []).append(names[i] if names else f"#{i + 1}")
+    if len(setups) > 1:
+        raise ValueError("the results were measured differently, pool one set: " +
+                         "; ".join(f"{k}: {' '.join(v)}" for k, v in setups.items()))
     runs: dict[tuple, dict] = {}
     for res in results:
         for e in res["results"]:
@@ -190,8 +199,6 @@ def pool(results: list[dict]) -> dict:
             for dut in DUTS:
                 runs.setdefault(c, {d: [] for d in DUTS})[dut] += e[dut]["runs"]
     first = results[0]
-    if len({(r["benchmark"], bool(r.get("testpmd_retry")), r["seconds"]) for r in results}) > 1:
-        raise ValueError("pool results of one benchmark, testpmd retry setting and run length only")
     m = dict(first["machine"])
     m["date"] = ", ".join(r["machine"]["date"] for r in results)
     m["load_start"] = min(r["machine"]["load_start"] for r in results)

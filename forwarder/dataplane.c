@@ -265,7 +265,7 @@ relay_vf2vm(struct relay *r)
 	int port = __atomic_load_n(&r->vf_port, __ATOMIC_ACQUIRE);
 	int vid;
 	uint32_t mask;
-	uint64_t b;
+	uint64_t b, bb[DP_MAX_QUEUE_PAIRS];
 	uint16_t n, i, nq = 0;
 
 	if (port < 0)
@@ -290,13 +290,16 @@ relay_vf2vm(struct relay *r)
 		return n;
 	}
 	memset(cnt, 0, sizeof(cnt));
+	memset(bb, 0, sizeof(bb));
 	for (i = 0; i < n; i++) {
-		uint32_t b = flow_hash(pkts[i]) % nq;
-		bucket[b][cnt[b]++] = pkts[i];
+		uint32_t k = flow_hash(pkts[i]) % nq;
+
+		bucket[k][cnt[k]++] = pkts[i];
+		bb[k] += rte_pktmbuf_pkt_len(pkts[i]);
 	}
 	for (i = 0; i < nq; i++)
 		if (cnt[i])
-			to_vm(s, vid, qs[i], bucket[i], cnt[i], bytes_of(bucket[i], cnt[i]));
+			to_vm(s, vid, qs[i], bucket[i], cnt[i], bb[i]);
 	return n;
 }
 

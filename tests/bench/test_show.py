@@ -45,3 +45,12 @@ def test_pool_refuses_other_benchmarks():
     p = subprocess.run([sys.executable, str(REPO / "bench" / "show.py"), "--pool", *files],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode != 0 and "--pool takes" in p.stderr
+
+
+def test_pool_refuses_different_setups():
+    retry = [p for p in RESULTS if "retry" in p.name]
+    plain = [p for p in RESULTS if p.name.startswith("throughput-") and "retry" not in p.name]
+    assert retry and plain
+    p = subprocess.run([sys.executable, str(REPO / "bench" / "show.py"), "--pool", str(retry[0]), str(plain[0])],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0 and "measured differently" in p.stderr and retry[0].name in p.stderr
